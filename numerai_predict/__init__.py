@@ -1,0 +1,1 @@
+"""numerai-predict: run a Numerai participant's pickled model on live data."""

@@ -1,0 +1,121 @@
+"""Command line: numerai-predict's historical flags, checked into plain values."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+
+from numerai_predict.errors import UsageError, WriteError
+
+DEFAULT_DATASET = "v5.2/live.parquet"
+DEFAULT_BENCHMARKS = "v5.2/live_benchmark_models.parquet"
+
+EPILOG = """\
+The model is a pickled callable taking live_features, or (live_features,
+live_benchmark_models), and returning a DataFrame indexed by the live ids with
+one numeric column in [0, 1]. Exit codes are listed in README.md.
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated command-line options."""
+
+    model: str
+    dataset: str
+    benchmarks: str
+    output_dir: str
+    post_url: str | None
+    post_data: dict[str, str] | None
+    report: str | None
+    debug: bool
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so main() reports it."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="predict.py",
+        description="Run a pickled Numerai model on live data, validate and deliver its predictions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, metavar="PATH_OR_URL",
+                        help="pickled model: a local file or an http(s) URL (e.g. a presigned S3 GET)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help="live features: a Numerai dataset name fetched with numerapi, or a local "
+                        "Parquet file (default: %(default)s)")
+    parser.add_argument("--benchmarks", default=DEFAULT_BENCHMARKS,
+                        help="live benchmark models, read only for 2-argument models: a Numerai "
+                        "dataset name or a local Parquet file (default: %(default)s)")
+    parser.add_argument("--output_dir", default="/tmp",
+                        help="existing writable directory for downloads and the predictions CSV "
+                        "(default: %(default)s)")
+    parser.add_argument("--post_url", help="URL of a presigned S3 POST to upload the predictions to")
+    parser.add_argument("--post_data", metavar="URLENCODED",
+                        help="urlencoded fields of the presigned POST (required with --post_url)")
+    parser.add_argument("--report", metavar="PATH",
+                        help="also write a JSON report of the run (status, exit code, error, CSV path)")
+    parser.add_argument("--debug", action="store_true",
+                        help="verbose logging, and tracebacks of numerai-predict's own errors")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Parse and check the command line; bad values raise UsageError or WriteError."""
+    args = build_parser().parse_args(argv)
+    if bool(args.post_url) != bool(args.post_data):
+        raise UsageError("--post_url and --post_data must be given together")
+    if args.post_url and not args.post_url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"--post_url must be an http(s) URL, got {redact(args.post_url)!r}")
+    check_output_dir(args.output_dir)
+    return Options(
+        model=args.model,
+        dataset=args.dataset,
+        benchmarks=args.benchmarks,
+        output_dir=args.output_dir,
+        post_url=args.post_url,
+        post_data=parse_post_data(args.post_data) if args.post_data else None,
+        report=args.report,
+        debug=args.debug,
+    )
+
+
+def parse_post_data(text: str) -> dict[str, str]:
+    """Urlencoded presigned-POST fields as single strings (S3 rejects lists)."""
+    try:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise UsageError("--post_data is not urlencoded (expected key=value&key=value)") from None
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise UsageError(f"--post_data repeats the field {key!r}")
+        fields[key] = value
+    if "key" not in fields:
+        raise UsageError("--post_data lacks the 'key' field every presigned S3 POST has")
+    return fields
+
+
+def check_output_dir(path: str) -> None:
+    """The output dir must exist and accept a file: tried for real (root ignores modes)."""
+    if not os.path.isdir(path):
+        raise UsageError(f"--output_dir {path} is not an existing directory")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise WriteError(f"--output_dir {path} is not writable: {exc.strerror}") from None
+
+
+def redact(url: str) -> str:
+    """A URL without its query string: presigned URLs carry credentials there."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,103 @@
+"""What a model returned, checked into the one-column DataFrame that gets delivered."""
+
+from __future__ import annotations
+
+from numerai_predict.errors import (
+    PredictionColumnError,
+    PredictionsEmptyError,
+    PredictionsIndexError,
+    PredictionsInfError,
+    PredictionsNaNError,
+    PredictionsNoneError,
+    PredictionsRangeError,
+    PredictionsTypeError,
+)
+
+SHOWN_IDS = 3
+
+
+def validate_predictions(predictions, live_ids):
+    """Return ``predictions`` as a DataFrame indexed ``id`` with one ``prediction``
+    column in the order of ``live_ids``, or raise the error that says what to fix."""
+    import numpy as np
+    import pandas as pd
+
+    if predictions is None:
+        raise PredictionsNoneError("the model returned None")
+    if not isinstance(predictions, pd.DataFrame):
+        raise PredictionsTypeError(f"the model returned a {type_name(predictions)}, not a pandas DataFrame",
+                                   advice=type_advice(predictions))
+    if predictions.empty:
+        raise PredictionsEmptyError(f"the model returned an empty DataFrame "
+                                    f"({len(predictions)} rows, {len(predictions.columns)} columns)")
+    values = prediction_column(predictions)
+    check_index(values.index, live_ids)
+    numbers = values.to_numpy(dtype="float64")
+    bad = np.isnan(numbers)
+    if bad.any():
+        raise PredictionsNaNError(f"{int(bad.sum())} predictions are NaN (ids: {some(values.index[bad])})")
+    bad = np.isinf(numbers)
+    if bad.any():
+        raise PredictionsInfError(f"{int(bad.sum())} predictions are infinite (ids: {some(values.index[bad])})")
+    bad = (numbers < 0) | (numbers > 1)
+    if bad.any():
+        raise PredictionsRangeError(f"{int(bad.sum())} predictions are outside [0, 1] "
+                                    f"(min {numbers.min():.4g}, max {numbers.max():.4g})")
+    result = values.reindex(live_ids).astype("float64").to_frame("prediction")
+    result.index.name = "id"
+    return result
+
+
+def type_name(value) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def type_advice(value) -> str | None:
+    """A Series is the most common near miss: name the fix."""
+    import pandas as pd
+
+    if isinstance(value, pd.Series):
+        return 'Return a DataFrame: e.g. `return predictions.to_frame("prediction")`.'
+    return None
+
+
+def prediction_column(frame):
+    """The one numeric column to deliver: 'prediction' if present, else the only numeric one."""
+    import pandas as pd
+
+    if "prediction" in frame.columns and not frame.columns.duplicated().any():
+        column = frame["prediction"]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            return column
+        raise PredictionColumnError(f"the 'prediction' column has dtype {column.dtype}, not a number")
+    numeric = [c for c in frame.columns
+               if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    if len(numeric) == 1:
+        return frame[numeric[0]]
+    if not numeric:
+        raise PredictionColumnError(f"no numeric column among {list(map(str, frame.columns))[:5]}")
+    raise PredictionColumnError(f"{len(numeric)} numeric columns {list(map(str, numeric))[:5]} "
+                                "and none named 'prediction': which one is the prediction is ambiguous")
+
+
+def check_index(index, live_ids) -> None:
+    """The predictions must cover exactly the live ids, each once."""
+    if index.has_duplicates:
+        raise PredictionsIndexError(f"the index repeats ids ({some(index[index.duplicated()].unique())})")
+    missing = live_ids.difference(index)
+    extra = index.difference(live_ids)
+    if not len(missing) and not len(extra):
+        return
+    if len(extra) == len(index) and index.name != "id":
+        raise PredictionsIndexError(
+            f"the index ({index.name or 'unnamed'}, e.g. {some(index)}) holds none of the live ids "
+            f"(e.g. {some(live_ids)}): it was probably reset or rebuilt")
+    parts = [f"{len(missing)} live ids missing (e.g. {some(missing)})" if len(missing) else "",
+             f"{len(extra)} ids not in the live data (e.g. {some(extra)})" if len(extra) else ""]
+    raise PredictionsIndexError("; ".join(p for p in parts if p))
+
+
+def some(values) -> str:
+    shown = [str(v) for v in list(values)[:SHOWN_IDS]]
+    return ", ".join(shown) + (", ..." if len(values) > SHOWN_IDS else "")

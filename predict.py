@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""numerai-predict: run a pickled Numerai model on live data and deliver its predictions.
+
+The pipeline, top to bottom:
+parse args -> fetch model -> inspect pickle -> load (isolated) -> fetch data
+-> run model (isolated) -> validate -> write CSV -> upload -> report
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+
+from numerai_predict.cli import Options, parse_args, redact
+from numerai_predict.errors import PredictError
+
+log = logging.getLogger("numerai_predict")
+
+
+def predict(opts: Options) -> str:
+    """Run the whole pipeline; returns the CSV's path or raises a PredictError."""
+    from numerai_predict.data import fetch_dataset, read_parquet
+    from numerai_predict.pickles import check_compatible, inspect_pickle
+    from numerai_predict.sandbox import ModelProcess
+    from numerai_predict.validate import validate_predictions
+
+    model_path = fetch_model(opts.model, opts.output_dir)
+    check_compatible(inspect_pickle(model_path), os.path.basename(model_path))
+    with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
+            ModelProcess(model_path, opts.debug) as model:
+        arity = model.arity()
+        features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
+        benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None
+        raw = os.path.join(work, "predictions.parquet")
+        model.predict(features, benchmarks, raw)
+        # The child is untrusted: check its output again here, against the live ids.
+        live_ids = read_parquet(features, columns=[]).index
+        predictions = validate_predictions(read_parquet(raw), live_ids)
+    log.info("Generated %d predictions", len(predictions))
+    csv_path = write_csv(predictions, opts.output_dir)
+    if opts.post_url:
+        from numerai_predict.transfer import upload
+
+        upload(csv_path, opts.post_url, opts.post_data)
+    return csv_path
+
+
+def fetch_model(model: str, output_dir: str) -> str:
+    """A local path to the pickle, downloading it if ``model`` is a URL."""
+    if model.lower().startswith(("http://", "https://")):
+        from numerai_predict.transfer import download
+
+        return download(model, output_dir)
+    if not os.path.isfile(model):
+        from numerai_predict.errors import ModelFetchError
+
+        raise ModelFetchError(f"--model {model} is not an existing file")
+    return model
+
+
+def write_csv(predictions, output_dir: str) -> str:
+    """Write the CSV atomically: a reader sees the whole file or none."""
+    from numerai_predict.errors import WriteError
+
+    path = os.path.join(output_dir, f"live_predictions-{secrets.token_hex(6)}.csv")
+    fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=".live_predictions-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            predictions.to_csv(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other readers
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"could not write the predictions CSV in {output_dir}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    log.info("Saved predictions to %s", path)
+    return path
+
+
+# ---- the edge: messages, exit codes, footer --------------------------------
+
+
+def python_tag(separator: str = "") -> str:
+    return f"3{separator}{sys.version_info[1]}"
+
+
+def reproduce_footer(opts: Options | None) -> str:
+    """How to run the same thing locally, for the Python that is running now."""
+    model = os.path.basename(redact(opts.model)) if opts else "model.pkl"
+    image = os.environ.get("NUMERAI_PREDICT_IMAGE_REPO", "ghcr.io/numerai")
+    tag = os.environ.get("GIT_REF", "latest")
+    rule = "-" * 78
+    return (f"{rule}\nReproduce this locally (Python {python_tag('.')}):\n"
+            f"    pixi run -e py{python_tag()} predict --debug --model {model}\n"
+            f'    docker run -i --rm -v "$PWD:$PWD" {image}/numerai_predict_py_{python_tag("_")}:{tag} '
+            f"--debug --model $PWD/{model}\n{rule}")
+
+
+def report_failure(exc: PredictError, opts: Options | None, debug: bool) -> None:
+    if exc.details and (exc.show_traceback or debug):
+        sys.stderr.write(exc.details.rstrip() + "\n")
+    log.error("[exit %d] %s", exc.exit_code, exc.one_line())
+    sys.stderr.write(reproduce_footer(opts) + "\n")
+
+
+def write_report(path: str | None, **fields) -> None:
+    """The optional JSON report (--report); never fatal."""
+    if not path:
+        return
+    try:
+        with open(path, "w") as handle:
+            json.dump(fields, handle, indent=2)
+    except OSError as exc:
+        log.warning("could not write report %s: %s", path, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run predict.py; the one place failures become messages and exit codes."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True)
+    start, opts, csv_path = time.monotonic(), None, None
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    try:
+        opts = parse_args(argv)
+        log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF", "dev"), sys.version.split()[0])
+        csv_path = predict(opts)
+        code, error = 0, None
+    except PredictError as exc:
+        report_failure(exc, opts, debug)
+        code, error = exc.exit_code, exc.one_line()
+    except KeyboardInterrupt:
+        code, error = 130, "interrupted"
+    except Exception as exc:  # a bug in numerai-predict itself
+        log.exception("internal error: %s", exc) if debug else log.error(
+            "[exit 1] internal error: %s: %s (rerun with --debug for the traceback)", type(exc).__name__, exc)
+        sys.stderr.write(reproduce_footer(opts) + "\n")
+        code, error = 1, f"internal error: {type(exc).__name__}: {exc}"
+    write_report(opts.report if opts else None, status="ok" if code == 0 else "error", exit_code=code,
+                 error=error, predictions_csv=csv_path, python=python_tag("."),
+                 seconds=round(time.monotonic() - start, 3))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Models the tests pickle: good ones trained with a real library, and bad ones,
+each failing in one way a participant's model does. Pickled by value with
+cloudpickle, as participants' notebooks do."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def train_lightgbm():
+    """A small real LightGBM regressor on Numerai-shaped synthetic data."""
+    import lightgbm
+    from numerai_data import training_data
+
+    x, y = training_data()
+    return lightgbm.LGBMRegressor(n_estimators=25, num_leaves=8, verbose=-1).fit(x, y), list(x.columns)
+
+
+def one_argument_model(booster, columns):
+    def predict(live_features):
+        raw = booster.predict(live_features[columns])
+        return pd.Series(raw, index=live_features.index).rank(pct=True).to_frame("prediction")
+    return predict
+
+
+def two_argument_model(booster, columns):
+    def predict(live_features, live_benchmark_models):
+        ours = pd.Series(booster.predict(live_features[columns]), index=live_features.index).rank(pct=True)
+        theirs = live_benchmark_models.iloc[:, 0].rank(pct=True)
+        return (0.5 * ours + 0.5 * theirs).to_frame("prediction")
+    return predict
+
+
+def constant(live_features):
+    return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
+
+
+class CallableModel:
+    """A model object with __call__, as some participants pickle."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, live_features):
+        return pd.DataFrame({"prediction": self.value}, index=live_features.index)
+
+
+def with_defaults(live_features, live_benchmark_models=None, scale=1.0):
+    assert live_benchmark_models is not None, "expected benchmarks for a 2-parameter model"
+    return pd.DataFrame({"prediction": 0.25 * scale}, index=live_features.index)
+
+
+def star_args(*args):
+    return pd.DataFrame({"prediction": 0.5}, index=args[0].index)
+
+
+def partial_model(value, live_features):
+    return pd.DataFrame({"prediction": value}, index=live_features.index)
+
+
+def nested():
+    def inner(live_features):
+        return pd.DataFrame({"prediction": 0.75}, index=live_features.index)
+    return inner
+
+
+GOOD_CALLABLES = {
+    "plain-function": constant,
+    "nested-function": nested(),
+    "callable-object": CallableModel(0.5),
+    "partial": functools.partial(partial_model, 0.5),
+    "defaults-2-params": with_defaults,
+    "star-args": star_args,
+}
+
+
+def frame(live_features, values, **kwargs):
+    return pd.DataFrame({"prediction": values}, index=live_features.index, **kwargs)
+
+
+# Each bad model returns (or does) one wrong thing.
+BAD_OUTPUTS = {
+    "none": lambda lf: None,
+    "list": lambda lf: [0.5] * len(lf),
+    "series": lambda lf: pd.Series(0.5, index=lf.index),
+    "empty": lambda lf: pd.DataFrame(),
+    "no-numeric-column": lambda lf: pd.DataFrame({"prediction": "high"}, index=lf.index),
+    "ambiguous-columns": lambda lf: pd.DataFrame({"a": 0.1, "b": 0.2}, index=lf.index),
+    "nan": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.nan, 0.5)),
+    "inf": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.inf, 0.5)),
+    "out-of-range": lambda lf: frame(lf, np.linspace(-1, 2, len(lf))),
+    "reset-index": lambda lf: frame(lf, 0.5).reset_index(drop=True),
+    "missing-ids": lambda lf: frame(lf, 0.5).iloc[5:],
+    "extra-ids": lambda lf: pd.concat([frame(lf, 0.5), pd.DataFrame({"prediction": [0.5]}, index=["nbogus"])]),
+    "duplicate-ids": lambda lf: pd.concat([frame(lf, 0.5), frame(lf, 0.5).iloc[:2]]),
+}
+
+
+def three_arguments(live_features, live_benchmark_models, extra):
+    return None
+
+
+def raises(live_features):
+    return live_features["feature_that_does_not_exist"]
+
+
+def segfaults(live_features):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def dumps(obj) -> bytes:
+    return cloudpickle.dumps(obj)
