@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""The PyPI twin of pixi.toml's environments, for machines without conda-forge.
+
+    containers/pypi_env.py lock [ENV ...]        resolve pixi.toml's specs with pip into containers/locks/
+    containers/pypi_env.py check                 fail if a lock is stale against pixi.toml
+    containers/pypi_env.py build [ENV ...]       build .envs/ENV from its lock (skipped when unchanged)
+    containers/pypi_env.py run [-e ENV] TASK ... run a pixi task of pixi.toml in ENV, like `pixi run`
+    containers/pypi_env.py path ENV              print the environment's prefix
+
+An environment is a self-contained CPython prefix: a copy of a local CPython of
+the right minor (found through pyenv or PATH) with an empty site-packages,
+its libpython found relative to itself, and exactly the locked packages.
+Locks are for linux x86_64 and aarch64 (pip evaluates markers for this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFEST = os.path.join(ROOT, "pixi.toml")
+LOCK_DIR = os.path.join(ROOT, "containers", "locks")
+ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS", os.path.join(ROOT, ".envs"))
+PLATFORM = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}.get(os.uname().machine, "linux-64")
+STAMP = ".pypi-twin-stamp"
+BUILDER_VERSION = "1"  # bump when the way environments are built changes
+# Parts of a CPython install that an environment does not need.
+TRIM = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests")
+
+
+class TwinError(Exception):
+    """A failure of this tool, printed as one line."""
+
+
+# ---- reading pixi.toml ------------------------------------------------------
+
+
+def load_manifest(path: str = MANIFEST) -> dict:
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def environments(manifest: dict) -> dict[str, list[str]]:
+    """Environment name -> features, as pixi composes them (default included)."""
+    envs = {}
+    for name, value in manifest.get("environments", {}).items():
+        envs[name] = value if isinstance(value, list) else value.get("features", [])
+    return envs
+
+
+def merged(manifest: dict, env: str, table: str, platform: str = PLATFORM) -> dict:
+    """The ``dependencies`` or ``pypi-dependencies`` of an environment on a platform."""
+    layers = [manifest.get(table, {}), manifest.get("target", {}).get(platform, {}).get(table, {})]
+    for feature in environments(manifest)[env]:
+        spec = manifest.get("feature", {}).get(feature, {})
+        layers += [spec.get(table, {}), spec.get("target", {}).get(platform, {}).get(table, {})]
+    result: dict = {}
+    for layer in layers:
+        result.update(layer)
+    return result
+
+
+def python_minor(manifest: dict, env: str) -> str:
+    spec = merged(manifest, env, "dependencies").get("python")
+    match = re.fullmatch(r"(3\.\d+)\.\*", spec or "")
+    if not match:
+        raise TwinError(f"environment {env} must pin python as '3.X.*', not {spec!r}")
+    return match.group(1)
+
+
+def conda_to_pip(spec) -> str:
+    """A conda version spec as a PEP 440 specifier ('2.2.*' -> '==2.2.*')."""
+    version = spec.get("version", "*") if isinstance(spec, dict) else spec
+    version = version.strip()
+    if version in ("", "*"):
+        return ""
+    if version[0].isdigit():
+        return "==" + version
+    return version
+
+
+def twin_name(env: str) -> str:
+    """The environment whose twin settings apply: py311-runtime shares py311's."""
+    return env.removesuffix("-runtime")
+
+
+def requirements(manifest: dict, env: str) -> list[str]:
+    """The PyPI requirements of an environment, derived from pixi.toml."""
+    twin = manifest.get("tool", {}).get("pypi-twin", {})
+    names, skip = twin.get("names", {}), twin.get("skip", {})
+    pins = twin.get("pins", {}).get(twin_name(env), {})
+    reqs = {}
+    for name, spec in merged(manifest, env, "dependencies").items():
+        if name == "python" or twin_name(env) in skip.get(name, []):
+            continue
+        reqs[names.get(name, name)] = conda_to_pip(spec)
+    for name, spec in merged(manifest, env, "pypi-dependencies").items():
+        version = spec.get("version", "*") if isinstance(spec, dict) else spec
+        reqs[name] = "" if version.strip() == "*" else version.strip()
+    for name, spec in pins.items():
+        reqs[name] = spec
+    return [f"{name}{spec}" for name, spec in sorted(reqs.items())]
+
+
+def spec_digest(manifest: dict, env: str) -> str:
+    text = f"python {python_minor(manifest, env)}\n" + "\n".join(requirements(manifest, env))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---- interpreters ------------------------------------------------------------
+
+
+def find_python(minor: str) -> str:
+    """A local CPython ``minor`` (e.g. '3.11'): pyenv's newest patch, else PATH."""
+    candidates = []
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
+        found = glob.glob(os.path.join(root, "versions", f"{minor}.*", "bin", f"python{minor}"))
+        candidates += sorted(found, key=lambda p: [int(x) for x in re.findall(r"\d+", p.split("versions")[-1])],
+                             reverse=True)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    on_path = shutil.which(f"python{minor}")
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        if runs(candidate, minor):
+            return os.path.realpath(candidate)
+    raise TwinError(f"no CPython {minor} found through pyenv or PATH")
+
+
+def runs(python: str, minor: str) -> bool:
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    result = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    return result.returncode == 0 and result.stdout.strip() == minor
+
+
+# ---- locks -------------------------------------------------------------------
+
+
+def lock_path(env: str) -> str:
+    return os.path.join(LOCK_DIR, f"{env}.txt")
+
+
+def lock(manifest: dict, env: str) -> None:
+    """Resolve the environment's requirements with pip's resolver, for its Python."""
+    python = find_python(python_minor(manifest, env))
+    with tempfile.TemporaryDirectory() as work:
+        reqs = os.path.join(work, "requirements.in")
+        with open(reqs, "w") as handle:
+            handle.write("\n".join(requirements(manifest, env)) + "\n")
+        command = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                   "--report", os.path.join(work, "report.json"), "-r", reqs]
+        base = twin_name(env)
+        if base != env:  # a runtime environment shares its tested twin's versions (solve-group)
+            command += ["-c", lock_path(base)]
+        run_checked(command, f"resolving {env}")
+        with open(os.path.join(work, "report.json")) as handle:
+            report = json.load(handle)
+    pins = sorted(f"{normalize(item['metadata']['name'])}=={item['metadata']['version']}"
+                  for item in report["install"])
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    with open(lock_path(env), "w") as handle:
+        handle.write(f"# PyPI twin of pixi environment {env}: generated by containers/pypi_env.py lock, "
+                     "do not edit.\n"
+                     f"# python: {python_minor(manifest, env)}\n# spec: {spec_digest(manifest, env)}\n")
+        handle.write("\n".join(pins) + "\n")
+    print(f"locked {env}: {len(pins)} packages -> {os.path.relpath(lock_path(env), ROOT)}")
+
+
+def normalize(name: str) -> str:
+    """A distribution name in PEP 503 form."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_header(env: str) -> dict[str, str]:
+    try:
+        with open(lock_path(env)) as handle:
+            return dict(re.findall(r"^# (\w+): (\S+)$", handle.read(), re.MULTILINE))
+    except FileNotFoundError:
+        return {}
+
+
+def stale_locks(manifest: dict) -> list[str]:
+    """Environments whose lock is missing or was made from other specs."""
+    return [env for env in environments(manifest) if env != "default"
+            and lock_header(env).get("spec") != spec_digest(manifest, env)]
+
+
+def lock_order(envs: list[str]) -> list[str]:
+    """Tested environments first: runtime locks are constrained by them."""
+    return sorted(envs, key=lambda env: env.endswith("-runtime"))
+
+
+# ---- building ------------------------------------------------------------------
+
+
+def env_path(env: str) -> str:
+    return os.path.join(ENVS_DIR, env)
+
+
+def env_python(manifest: dict, env: str) -> str:
+    return os.path.join(env_path(env), "bin", f"python{python_minor(manifest, env)}")
+
+
+def build_digest(env: str) -> str:
+    with open(lock_path(env), "rb") as handle:
+        return hashlib.sha256(handle.read() + BUILDER_VERSION.encode()).hexdigest()
+
+
+def build(manifest: dict, env: str) -> str:
+    """Build (or reuse) the environment's prefix; returns its path."""
+    if env not in environments(manifest):
+        raise TwinError(f"unknown environment {env!r}; pixi.toml has {', '.join(environments(manifest))}")
+    env = resolve_default(manifest, env)
+    if env in stale_locks(manifest):
+        raise TwinError(f"containers/locks/{env}.txt is missing or stale: run containers/pypi_env.py lock {env}")
+    prefix, digest = env_path(env), build_digest(env)
+    stamp = os.path.join(prefix, STAMP)
+    if os.path.exists(stamp) and open(stamp).read() == digest:
+        return prefix
+    print(f"building {env} in {os.path.relpath(prefix, ROOT)}", file=sys.stderr)
+    shutil.rmtree(prefix, ignore_errors=True)
+    copy_python(find_python(python_minor(manifest, env)), prefix)
+    python = env_python(manifest, env)
+    run_checked([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-cache-dir",
+                 "--disable-pip-version-check", "--quiet", "--no-warn-script-location", "-r", lock_path(env)],
+                f"installing {env}")
+    # Bytecode for everything, at build time: images are read-only and must start fast.
+    run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
+                allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
+    with open(stamp, "w") as handle:
+        handle.write(digest)
+    return prefix
+
+
+def copy_python(python: str, prefix: str) -> None:
+    """Copy a CPython install without its site-packages, made relocatable."""
+    source = os.path.dirname(os.path.dirname(python))
+    minor = re.search(r"python(3\.\d+)$", python).group(1)
+    stdlib = os.path.join("lib", f"python{minor}")
+    trimmed = {os.path.join(source, stdlib, part) for part in TRIM}
+    site_packages = os.path.join(source, stdlib, "site-packages")
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        if folder == site_packages:  # keep the folder, empty: the base's packages are not ours
+            return names
+        drop = {"include", "share"} if folder == source else set()
+        if folder == os.path.join(source, "bin"):  # the base's console scripts belong to its packages
+            return [n for n in names if not re.fullmatch(r"python3?(\.\d+)?", n)]
+        return [n for n in names if n in drop or n.endswith(".a") or os.path.join(folder, n) in trimmed]
+
+    shutil.copytree(source, prefix, ignore=ignore, symlinks=True)
+    # pyenv links libpython by absolute RUNPATH: point it next to the copy instead.
+    binary = os.path.join(prefix, "bin", f"python{minor}")
+    run_checked(["patchelf", "--set-rpath", "$ORIGIN/../lib", binary], "patching the interpreter")
+
+
+def resolve_default(manifest: dict, env: str) -> str:
+    if env == "default":
+        return manifest.get("tool", {}).get("pypi-twin", {}).get("default-environment", "py312")
+    return env
+
+
+# ---- running tasks -------------------------------------------------------------
+
+
+def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int:
+    """Run a pixi task with its depends-on, each in its environment, like `pixi run`."""
+    tasks = manifest.get("tasks", {})
+    if task not in tasks:
+        raise TwinError(f"unknown task {task!r}; pixi.toml has {', '.join(sorted(tasks))}")
+    spec = tasks[task] if isinstance(tasks[task], dict) else {"cmd": tasks[task]}
+    env = resolve_default(manifest, env or spec.get("default-environment") or "default")
+    deps = spec.get("depends-on", [])
+    for dep in deps if isinstance(deps, list) else [deps]:
+        dep = {"task": dep} if isinstance(dep, str) else dep
+        code = run_task(manifest, dep.get("environment", env), dep["task"], [])
+        if code:
+            return code
+    if "cmd" not in spec:
+        return 0
+    prefix = build(manifest, env)
+    cmd = spec["cmd"] if isinstance(spec["cmd"], str) else shlex.join(spec["cmd"])
+    environ = dict(os.environ, PATH=os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", ""),
+                   CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, **spec.get("env", {}))
+    print(f"pypi-twin: [{env}] {cmd} {shlex.join(args)}".rstrip(), file=sys.stderr)
+    return subprocess.run(["bash", "-c", f'{cmd} "$@"', task, *args], cwd=ROOT, env=environ).returncode
+
+
+def run_checked(command: list[str], what: str, allowed: tuple[int, ...] = (0,), quiet: bool = False) -> None:
+    result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else None)
+    if result.returncode not in allowed:
+        raise TwinError(f"{what} failed (exit {result.returncode}): {shlex.join(command)}")
+
+
+# ---- command line ----------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_lock = sub.add_parser("lock", help="resolve environments from pixi.toml into containers/locks/")
+    p_lock.add_argument("envs", nargs="*", help="environments (default: every one)")
+    sub.add_parser("check", help="exit 1 if any lock is stale against pixi.toml")
+    p_build = sub.add_parser("build", help="build environments from their locks")
+    p_build.add_argument("envs", nargs="*", help="environments (default: every one)")
+    p_run = sub.add_parser("run", help="run a pixi task, like `pixi run [-e ENV] TASK ARGS`")
+    p_run.add_argument("-e", "--environment", help="environment (default: the task's or pixi's default)")
+    p_run.add_argument("task")
+    p_run.add_argument("args", nargs=argparse.REMAINDER)
+    p_path = sub.add_parser("path", help="print an environment's prefix")
+    p_path.add_argument("env")
+    args = parser.parse_args(argv)
+    manifest = load_manifest()
+    named = [e for e in environments(manifest) if e != "default"]
+    try:
+        if args.command == "lock":
+            for env in lock_order(args.envs or named):
+                lock(manifest, env)
+        elif args.command == "check":
+            stale = stale_locks(manifest)
+            if stale:
+                print(f"stale PyPI locks: {', '.join(stale)} (run containers/pypi_env.py lock)", file=sys.stderr)
+                return 1
+            print(f"{len(named)} PyPI locks match pixi.toml")
+        elif args.command == "build":
+            for env in args.envs or named:
+                print(build(manifest, env))
+        elif args.command == "run":
+            return run_task(manifest, args.environment, args.task, args.args)
+        elif args.command == "path":
+            print(env_path(resolve_default(manifest, args.env)))
+    except TwinError as exc:
+        print(f"pypi_env: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
