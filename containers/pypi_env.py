@@ -3,7 +3,7 @@
 
     containers/pypi_env.py lock [ENV ...]        resolve pixi.toml's specs with pip into containers/locks/
     containers/pypi_env.py check                 fail if a lock is stale against pixi.toml
-    containers/pypi_env.py build [ENV ...]       build .envs/ENV from its lock (skipped when unchanged)
+    containers/pypi_env.py build [ENV ...]       build ENV's prefix from its lock (skipped when unchanged)
     containers/pypi_env.py run [-e ENV] TASK ... run a pixi task of pixi.toml in ENV, like `pixi run`
     containers/pypi_env.py path ENV              print the environment's prefix
 
@@ -35,7 +35,9 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(ROOT, "pixi.toml")
 LOCK_DIR = os.path.join(ROOT, "containers", "locks")
-ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS", os.path.join(ROOT, ".envs"))
+# Outside the checkout, so every clone (and CI) reuses environments whose lock is unchanged.
+ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict", "envs")
 PLATFORM = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}.get(os.uname().machine, "linux-64")
 STAMP = ".pypi-twin-stamp"
 BUILDER_VERSION = "1"  # bump when the way environments are built changes
@@ -234,12 +236,13 @@ def build(manifest: dict, env: str) -> str:
     stamp = os.path.join(prefix, STAMP)
     if os.path.exists(stamp) and open(stamp).read() == digest:
         return prefix
-    print(f"building {env} in {os.path.relpath(prefix, ROOT)}", file=sys.stderr)
+    print(f"building {env} in {prefix}", file=sys.stderr)
     shutil.rmtree(prefix, ignore_errors=True)
     copy_python(find_python(python_minor(manifest, env)), prefix)
     python = env_python(manifest, env)
-    run_checked([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-cache-dir",
-                 "--disable-pip-version-check", "--quiet", "--no-warn-script-location", "-r", lock_path(env)],
+    run_checked([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet",
+                 "--disable-pip-version-check", "--no-warn-script-location", "--root-user-action=ignore",
+                 "-r", lock_path(env)],
                 f"installing {env}")
     # Bytecode for everything, at build time: images are read-only and must start fast.
     run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",

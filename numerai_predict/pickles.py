@@ -7,8 +7,8 @@ a mismatch is explained before it can crash the interpreter.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
+import logging
 import pickletools
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from numerai_predict.errors import (
     PickleUnreadableError,
     PickleVersionError,
 )
+
+log = logging.getLogger("numerai_predict")
 
 # Opcodes that open every code object, and LOAD_GLOBAL's inline cache size, per
 # Python minor: cloudpickle stores bytecode, which only its own minor can run.
@@ -37,6 +39,11 @@ class PickleFacts:
 
     modules: set[str] = field(default_factory=set)
     made_with: set[tuple[int, int]] = field(default_factory=set)  # empty: unknown
+
+    def narrow(self, versions: set[tuple[int, int]]) -> None:
+        """Every code object was compiled by the same Python: keep what all allow."""
+        if versions:
+            self.made_with = (self.made_with & versions) or versions if self.made_with else set(versions)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ def step(op, arg, stack: list, memo: dict, facts: PickleFacts) -> None:
     elif name == "REDUCE":
         args, func = stack.pop(), stack.pop()
         if is_code_type(func) and isinstance(args, tuple):
-            facts.made_with |= python_of_code(args)
+            facts.narrow(python_of_code(args))
         stack.append(Call(func, args))
     elif isinstance(arg, (str, bytes)) and not op.stack_before:
         stack.append(arg)
@@ -158,7 +165,7 @@ def bytecode_matches(code: bytes, signs: dict) -> bool:
 
 
 def check_compatible(facts: PickleFacts, path: str) -> None:
-    """Refuse, before running anything, a pickle this interpreter cannot run."""
+    """Refuse, before running anything, a pickle compiled by another Python."""
     here = sys.version_info[:2]
     if facts.made_with and here not in facts.made_with and (here in BYTECODE_SIGNS or here <= (3, 10)):
         made = " or ".join(f"{major}.{minor}" for major, minor in sorted(facts.made_with))
@@ -169,17 +176,9 @@ def check_compatible(facts: PickleFacts, path: str) -> None:
             advice=f"Run it in the {' or '.join(f'py{a}{b}' for a, b in sorted(facts.made_with))} "
                    f"environment (or its image), or pickle it again with Python {here[0]}.{here[1]}.",
         )
-    missing = sorted(m for m in facts.modules if not module_available(m))
-    if missing:
-        raise MissingModuleError(
-            f"{path} needs module(s) {', '.join(missing)}, which this environment does not have")
-
-
-def module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    # Missing modules are not refused here: extension modules may register
+    # under other names once their package is imported (sklearn's '_loss').
+    log.debug("the pickle imports %s", ", ".join(sorted(facts.modules)))
 
 
 def describe(exc: BaseException) -> str:

@@ -161,7 +161,7 @@ def test_missing_module(capfd, live_files, pickle_of, out_dir, tmp_path, monkeyp
     sys.path.remove(str(tmp_path))
     code, err = run(capfd, "--model", path, *local_data(live_files), "--output_dir", out_dir)
     assert code == errors.MissingModuleError.exit_code
-    assert "needs module(s) participant_helpers" in err and csvs(out_dir) == []
+    assert "needs module 'participant_helpers'" in err and csvs(out_dir) == []
 
 
 def test_model_that_raises_shows_its_traceback(capfd, live_files, pickle_of, out_dir):

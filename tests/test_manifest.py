@@ -1,0 +1,131 @@
+"""pixi.toml checked offline: pixi's own schema, plus the rules the schema cannot say."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "containers"))
+import pypi_env  # noqa: E402
+
+SCHEMA = os.path.join(ROOT, "..", "shared", "pixi-schema", "schema.json")
+# numerai-predict's poetry.lock minors per Python (shared/facts.md): a pickle that
+# runs in its image must run in ours.
+NUMERAI_PREDICT_MINORS = {
+    "py310": {"cloudpickle": "2.2", "numpy": "1.26", "pandas": "2.2", "scikit-learn": "1.6", "lightgbm": "4.0",
+              "py-xgboost": "1.7", "catboost": "1.2"},
+    "py311": {"cloudpickle": "3.1", "numpy": "2.1", "pandas": "2.3", "scikit-learn": "1.6", "lightgbm": "4.6",
+              "py-xgboost": "3.0", "catboost": "1.2"},
+    "py312": {"cloudpickle": "3.1", "numpy": "2.1", "pandas": "2.3", "scikit-learn": "1.6", "lightgbm": "4.5",
+              "py-xgboost": "3.0", "catboost": "1.2"},
+    "py313": {"cloudpickle": "3.1", "numpy": "2.2", "pandas": "2.3", "scikit-learn": "1.6", "lightgbm": "4.5",
+              "py-xgboost": "3.0", "catboost": "1.2"},
+}
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return pypi_env.load_manifest()
+
+
+def python_envs(manifest):
+    return [e for e in pypi_env.environments(manifest) if re.fullmatch(r"py3\d+", e)]
+
+
+def test_manifest_matches_pixis_schema(manifest):
+    """pixi.toml is a manifest pixi accepts (its published JSON schema)."""
+    if not os.path.exists(SCHEMA):
+        if os.environ.get("CI"):
+            pytest.fail(f"pixi's schema is missing at {SCHEMA}")
+        pytest.skip("shared/pixi-schema is not beside this checkout")
+    import json
+
+    import jsonschema
+
+    with open(SCHEMA) as handle:
+        jsonschema.validate(manifest, json.load(handle))
+
+
+def test_every_environment_pins_exactly_one_python(manifest):
+    features = manifest["feature"]
+    for env, names in pypi_env.environments(manifest).items():
+        pins = [features[n]["dependencies"]["python"] for n in names if "python" in features[n].get("dependencies", {})]
+        assert len(pins) == 1, f"{env} pins python {len(pins)} times"
+        assert re.fullmatch(r"3\.1\d\.\*", pins[0]), f"{env} pins python as {pins[0]!r}"
+
+
+def test_python_environments_are_310_to_313(manifest):
+    assert python_envs(manifest) == ["py310", "py311", "py312", "py313"]
+
+
+def test_runtime_environments_share_the_tested_solve(manifest):
+    """Images ship exactly the versions the tests ran with."""
+    envs = manifest["environments"]
+    for env in python_envs(manifest):
+        runtime = envs[f"{env}-runtime"]
+        assert runtime["solve-group"] == envs[env]["solve-group"]
+        assert "test" in envs[env]["features"] and "test" not in runtime["features"]
+
+
+def test_test_all_covers_every_python_environment(manifest):
+    deps = manifest["tasks"]["test-all"]["depends-on"]
+    assert sorted(d["environment"] for d in deps if d["task"] == "test") == python_envs(manifest)
+
+
+def test_pickle_sensitive_packages_match_numerai_predict(manifest):
+    for env, minors in NUMERAI_PREDICT_MINORS.items():
+        deps = pypi_env.merged(manifest, env, "dependencies")
+        for package, minor in minors.items():
+            spec = deps[package]["version"] if isinstance(deps[package], dict) else deps[package]
+            assert spec == f"{minor}.*", f"{env}: {package} is {spec}, numerai-predict has {minor}"
+
+
+def test_pypi_locks_hold_the_same_minors(manifest):
+    """The PyPI twin resolves to the same pickle-sensitive minors as pixi.toml asks."""
+    names = manifest["tool"]["pypi-twin"]["names"]
+    for env, minors in NUMERAI_PREDICT_MINORS.items():
+        with open(pypi_env.lock_path(env)) as handle:
+            locked = dict(line.strip().split("==") for line in handle if "==" in line)
+        for package, minor in minors.items():
+            assert locked[names.get(package, package)].startswith(minor + "."), (env, package)
+
+
+def test_pypi_locks_are_fresh(manifest):
+    """A change to pixi.toml without `containers/pypi_env.py lock` fails here."""
+    assert pypi_env.stale_locks(manifest) == []
+
+
+def test_stale_lock_is_detected(manifest):
+    changed = dict(manifest, dependencies=dict(manifest["dependencies"], polars="1.0.*"))
+    assert set(pypi_env.stale_locks(changed)) == {e for e in pypi_env.environments(manifest) if e != "default"}
+
+
+def test_tensorflow_gaps_are_per_platform(manifest):
+    """conda-forge TensorFlow only on linux for 3.10-3.12; py313 takes PyPI's; macOS goes without."""
+    for env in ["py310", "py311", "py312"]:
+        assert "tensorflow-cpu" in pypi_env.merged(manifest, env, "dependencies", "linux-64")
+        assert "tensorflow-cpu" not in pypi_env.merged(manifest, env, "dependencies", "osx-arm64")
+    assert "tensorflow-cpu" in pypi_env.merged(manifest, "py313", "pypi-dependencies", "linux-64")
+    assert "tensorflow" in pypi_env.merged(manifest, "py313", "pypi-dependencies", "linux-aarch64")
+    assert not any("tensorflow" in n for n in pypi_env.merged(manifest, "py313", "pypi-dependencies", "osx-arm64"))
+
+
+def test_every_task_in_readme_exists(manifest):
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    named = set(re.findall(r"(?:pixi run|pypi_env\.py run)(?: -e [\w-]+)? ([a-z][\w-]*)", readme))
+    assert named, "README names no task"
+    assert named <= set(manifest["tasks"]), f"README names unknown tasks: {named - set(manifest['tasks'])}"
+
+
+def test_readme_documents_every_exit_code():
+    from numerai_predict.errors import all_errors
+
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    for cls in all_errors():
+        assert re.search(rf"^\| {cls.exit_code} \| `{cls.__name__}`", readme, re.MULTILINE), cls.__name__
