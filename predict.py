@@ -8,12 +8,9 @@ parse args -> fetch model -> inspect pickle -> load (isolated) -> fetch data
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import sys
-import tempfile
 import time
 
 from numerai_predict.cli import Options, parse_args, redact
@@ -24,6 +21,8 @@ log = logging.getLogger("numerai_predict")
 
 def predict(opts: Options) -> str:
     """Run the whole pipeline; returns the CSV's path or raises a PredictError."""
+    import tempfile
+
     from numerai_predict.data import fetch_dataset, read_parquet
     from numerai_predict.pickles import check_compatible, inspect_pickle
     from numerai_predict.sandbox import ModelProcess
@@ -65,6 +64,9 @@ def fetch_model(model: str, output_dir: str) -> str:
 
 def write_csv(predictions, output_dir: str) -> str:
     """Write the CSV atomically: a reader sees the whole file or none."""
+    import secrets
+    import tempfile
+
     from numerai_predict.errors import WriteError
 
     path = os.path.join(output_dir, f"live_predictions-{secrets.token_hex(6)}.csv")
@@ -115,6 +117,8 @@ def write_report(path: str | None, **fields) -> None:
     """The optional JSON report (--report); never fatal."""
     if not path:
         return
+    import json
+
     try:
         with open(path, "w") as handle:
             json.dump(fields, handle, indent=2)

@@ -40,9 +40,12 @@ ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict", "envs")
 PLATFORM = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}.get(os.uname().machine, "linux-64")
 STAMP = ".pypi-twin-stamp"
-BUILDER_VERSION = "1"  # bump when the way environments are built changes
+BUILDER_VERSION = "2"  # bump when the way environments are built changes
 # Parts of a CPython install that an environment does not need.
-TRIM = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests")
+TRIM = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests", "lib-dynload/_tkinter")
+# Libraries every Debian base image has (glibc, the C++ runtime, zlib); any other
+# system library an environment links is copied into it, as conda environments carry theirs.
+BASE_LIBS = re.compile(r"(ld-linux[-\w]*|lib(c|m|dl|rt|pthread|resolv|util|gcc_s|stdc\+\+|z))\.so[.\d]*")
 
 
 class TwinError(Exception):
@@ -238,12 +241,15 @@ def build(manifest: dict, env: str) -> str:
         return prefix
     print(f"building {env} in {prefix}", file=sys.stderr)
     shutil.rmtree(prefix, ignore_errors=True)
-    copy_python(find_python(python_minor(manifest, env)), prefix)
+    base = find_python(python_minor(manifest, env))
+    copy_python(base, prefix)
     python = env_python(manifest, env)
-    run_checked([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet",
+    # The base interpreter's pip installs into the copy, which itself gets no pip.
+    run_checked([base, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet",
                  "--disable-pip-version-check", "--no-warn-script-location", "--root-user-action=ignore",
                  "-r", lock_path(env)],
                 f"installing {env}")
+    bundle_system_libs(prefix)
     # Bytecode for everything, at build time: images are read-only and must start fast.
     run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
                 allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
@@ -257,7 +263,7 @@ def copy_python(python: str, prefix: str) -> None:
     source = os.path.dirname(os.path.dirname(python))
     minor = re.search(r"python(3\.\d+)$", python).group(1)
     stdlib = os.path.join("lib", f"python{minor}")
-    trimmed = {os.path.join(source, stdlib, part) for part in TRIM}
+    trimmed = tuple(os.path.join(source, stdlib, part) for part in TRIM)
     site_packages = os.path.join(source, stdlib, "site-packages")
 
     def ignore(folder: str, names: list[str]) -> list[str]:
@@ -266,12 +272,41 @@ def copy_python(python: str, prefix: str) -> None:
         drop = {"include", "share"} if folder == source else set()
         if folder == os.path.join(source, "bin"):  # the base's console scripts belong to its packages
             return [n for n in names if not re.fullmatch(r"python3?(\.\d+)?", n)]
-        return [n for n in names if n in drop or n.endswith(".a") or os.path.join(folder, n) in trimmed]
+        return [n for n in names if n in drop or n.endswith(".a") or os.path.join(folder, n).startswith(trimmed)]
 
     shutil.copytree(source, prefix, ignore=ignore, symlinks=True)
     # pyenv links libpython by absolute RUNPATH: point it next to the copy instead.
     binary = os.path.join(prefix, "bin", f"python{minor}")
     run_checked(["patchelf", "--set-rpath", "$ORIGIN/../lib", binary], "patching the interpreter")
+
+
+def bundle_system_libs(prefix: str) -> None:
+    """Copy the non-base system libraries the prefix links into prefix/lib, and
+    point the files that need them there, so the prefix runs on a bare base image."""
+    libdir = os.path.join(prefix, "lib")
+    needers: dict[str, set[str]] = {}
+    for path in elf_files(prefix):
+        result = subprocess.run(["ldd", path], capture_output=True, text=True)
+        for name, target in re.findall(r"^\s*(\S+) => (/\S+)", result.stdout, re.MULTILINE):
+            if not target.startswith(prefix + os.sep) and not BASE_LIBS.fullmatch(name):
+                needers.setdefault(target, set()).add(path)
+    for target, paths in sorted(needers.items()):
+        shutil.copy2(target, os.path.join(libdir, os.path.basename(target)))
+        for path in paths:
+            origin = "$ORIGIN/" + os.path.relpath(libdir, os.path.dirname(path))
+            run_checked(["patchelf", "--add-rpath", origin, path], "pointing a library at its bundled dependencies")
+    print(f"bundled {len(needers)} system libraries into {libdir}", file=sys.stderr)
+
+
+def elf_files(prefix: str):
+    """Shared objects and the interpreter: everything ldd can resolve."""
+    for folder, _dirs, names in os.walk(prefix):
+        for name in names:
+            path = os.path.join(folder, name)
+            if (".so" in name or re.fullmatch(r"python3\.\d+", name)) and not os.path.islink(path):
+                with open(path, "rb") as handle:
+                    if handle.read(4) == b"\x7fELF":
+                        yield path
 
 
 def resolve_default(manifest: dict, env: str) -> str:
@@ -300,10 +335,32 @@ def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int
         return 0
     prefix = build(manifest, env)
     cmd = spec["cmd"] if isinstance(spec["cmd"], str) else shlex.join(spec["cmd"])
+    cmd, args = render_args(cmd, spec.get("args", []), args)
     environ = dict(os.environ, PATH=os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", ""),
-                   CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, **spec.get("env", {}))
+                   CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, PYPI_TWIN="1", **spec.get("env", {}))
     print(f"pypi-twin: [{env}] {cmd} {shlex.join(args)}".rstrip(), file=sys.stderr)
     return subprocess.run(["bash", "-c", f'{cmd} "$@"', task, *args], cwd=ROOT, env=environ).returncode
+
+
+def render_args(cmd: str, declared: list, given: list[str]) -> tuple[str, list[str]]:
+    """Fill a task's declared arguments (``{{ name }}``) from the command line, as pixi does;
+    a task without declared arguments gets the extra arguments appended."""
+    if not declared:
+        return cmd, given
+    if len(given) > len(declared):
+        raise TwinError(f"too many arguments: the task takes {len(declared)}")
+    for index, arg in enumerate(declared):
+        arg = {"arg": arg} if isinstance(arg, str) else arg
+        if index < len(given):
+            value = given[index]
+        elif "default" in arg:
+            value = arg["default"]
+        else:
+            raise TwinError(f"missing task argument {arg['arg']!r}")
+        if "choices" in arg and value not in arg["choices"]:
+            raise TwinError(f"{arg['arg']} must be one of {', '.join(arg['choices'])}, not {value!r}")
+        cmd = re.sub(r"\{\{\s*" + re.escape(arg["arg"]) + r"\s*\}\}", shlex.quote(value), cmd)
+    return cmd, []
 
 
 def run_checked(command: list[str], what: str, allowed: tuple[int, ...] = (0,), quiet: bool = False) -> None:

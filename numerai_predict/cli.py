@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-import urllib.parse
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from numerai_predict.errors import UsageError, WriteError
 
@@ -20,8 +18,7 @@ one numeric column in [0, 1]. Exit codes are listed in README.md.
 """
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """Validated command-line options."""
 
     model: str
@@ -91,6 +88,8 @@ def parse_args(argv: list[str] | None) -> Options:
 
 def parse_post_data(text: str) -> dict[str, str]:
     """Urlencoded presigned-POST fields as single strings (S3 rejects lists)."""
+    import urllib.parse
+
     try:
         pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except ValueError:
@@ -107,6 +106,8 @@ def parse_post_data(text: str) -> dict[str, str]:
 
 def check_output_dir(path: str) -> None:
     """The output dir must exist and accept a file: tried for real (root ignores modes)."""
+    import tempfile
+
     if not os.path.isdir(path):
         raise UsageError(f"--output_dir {path} is not an existing directory")
     try:

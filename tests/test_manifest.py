@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
+import pypi_env
 import pytest
 from conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "containers"))
-import pypi_env  # noqa: E402
 
 SCHEMA = os.path.join(ROOT, "..", "shared", "pixi-schema", "schema.json")
 # numerai-predict's poetry.lock minors per Python (shared/facts.md): a pickle that

@@ -181,6 +181,16 @@ def test_model_that_crashes_the_interpreter(capfd, live_files, pickle_of, out_di
     assert csvs(out_dir) == []
 
 
+def test_model_process_gets_no_credentials(capfd, live_files, pickle_of, out_dir, monkeypatch):
+    """Secrets in the runner's environment do not reach the model's process."""
+    for name in ("NUMERAI_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MY_API_TOKEN"):
+        monkeypatch.setenv(name, "s3cr3t")
+    code, err = run(capfd, "--model", pickle_of(model_zoo.sees_secrets), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0.0).all()
+
+
 def test_missing_local_dataset_is_not_downloaded(capfd, pickle_of, out_dir, server, monkeypatch):
     import numerapi.base_api
 

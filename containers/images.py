@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Build and test the numerai_predict_py_3_XY images from pixi.toml's environments.
+
+    containers/images.py build [ENV ...]   build numerai_predict_py_3_XY:{git sha,latest} (default: every env)
+    containers/images.py test [ENV ...]    run each env's test pickles in its image (pytest)
+
+ENV is a Python environment of pixi.toml (py310 ... py313); the image ships its
+``-runtime`` twin (same solve, no test tools). Under pixi the environment is
+installed by pixi inside the build (ENV_SOURCE=pixi); under the PyPI twin
+(containers/pypi_env.py run ..., which sets PYPI_TWIN=1) it is built on the
+host and copied in (ENV_SOURCE=prebuilt). Set DOCKER to pick the docker CLI
+(BuildKit is required) and IMAGE_REPO (e.g. ghcr.io/numerai) to prefix names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import pypi_env  # noqa: E402
+
+DOCKERFILE = os.path.join(HERE, "Dockerfile")
+CONTEXTS = os.path.join(ROOT, "build", "contexts")
+
+
+def docker() -> str:
+    return os.environ.get("DOCKER", "docker")
+
+
+def python_envs(manifest: dict) -> list[str]:
+    """The environments that get an image: one per Python (py310 ...)."""
+    return [e for e in pypi_env.environments(manifest) if re.fullmatch(r"py3\d+", e)]
+
+
+def image_name(manifest: dict, env: str) -> str:
+    minor = pypi_env.python_minor(manifest, env).replace(".", "_")
+    repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
+    return f"{repo + '/' if repo else ''}numerai_predict_py_{minor}"
+
+
+def git_ref() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "dev"
+
+
+def local_prefix(manifest: dict, env: str) -> str:
+    """Where the environment lives outside Docker: the PyPI twin's prefix, or pixi's."""
+    if os.environ.get("PYPI_TWIN"):
+        return pypi_env.build(manifest, env)
+    return os.path.join(ROOT, ".pixi", "envs", env)
+
+
+def build_context(manifest: dict, env: str) -> tuple[str, str]:
+    """The build context and ENV_SOURCE for an environment's runtime image."""
+    runtime = f"{env}-runtime"
+    if not os.environ.get("PYPI_TWIN"):
+        if not os.path.exists(os.path.join(ROOT, "pixi.lock")):
+            raise pypi_env.TwinError("pixi.lock is missing: run `pixi lock` on a machine that reaches conda-forge")
+        return ROOT, "pixi"
+    prefix = pypi_env.build(manifest, runtime)
+    context = os.path.join(CONTEXTS, runtime)
+    shutil.rmtree(context, ignore_errors=True)
+    os.makedirs(context)
+    link_tree(prefix, os.path.join(context, "env"))
+    shutil.copy2(os.path.join(ROOT, "predict.py"), context)
+    shutil.copytree(os.path.join(ROOT, "numerai_predict"), os.path.join(context, "numerai_predict"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return context, "prebuilt"
+
+
+def link_tree(source: str, dest: str) -> None:
+    """Hard-link a tree (instant, no extra disk), copying where links cannot cross filesystems."""
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    shutil.copytree(source, dest, symlinks=True, copy_function=link)
+
+
+def build(manifest: dict, env: str) -> str:
+    context, source = build_context(manifest, env)
+    name, ref = image_name(manifest, env), git_ref()
+    command = [docker(), "build", "--network", "none", "-f", DOCKERFILE,
+               "--build-arg", f"ENV_NAME={env}-runtime", "--build-arg", f"ENV_SOURCE={source}",
+               "--build-arg", f"PYTHON_VERSION={pypi_env.python_minor(manifest, env)}",
+               "--build-arg", f"GIT_REF={ref}", "-t", f"{name}:{ref}", "-t", f"{name}:latest", context]
+    print(f"images: building {name}:{ref} from {env}-runtime ({source})", file=sys.stderr)
+    result = subprocess.run(command, env=dict(os.environ, DOCKER_BUILDKIT="1"))
+    if context.startswith(CONTEXTS):
+        shutil.rmtree(context, ignore_errors=True)
+    if result.returncode:
+        raise pypi_env.TwinError(f"docker build of {name} failed (exit {result.returncode})")
+    return f"{name}:{ref}"
+
+
+def test(envs: list[str]) -> int:
+    import pytest
+
+    os.environ["IMAGE_ENVS"] = ",".join(envs)
+    return pytest.main([os.path.join(HERE, "test_images.py"), "-v", "-p", "no:cacheprovider"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("build", "test"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    manifest = pypi_env.load_manifest()
+    envs = argv[1:] or python_envs(manifest)
+    unknown = set(envs) - set(python_envs(manifest))
+    if unknown:
+        print(f"images: unknown environment(s) {', '.join(sorted(unknown))}; "
+              f"pixi.toml has {', '.join(python_envs(manifest))}", file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "build":
+            for env in envs:
+                print(build(manifest, env))
+            return 0
+        return test(envs)
+    except pypi_env.TwinError as exc:
+        print(f"images: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The images, run as Numerai runs them: offline, read-only, as a non-root user.
+
+Run by `pixi run test-images [ENV ...]` (containers/images.py test) after the
+images were built; IMAGE_ENVS names the environments to check.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import images  # noqa: E402
+import pypi_env  # noqa: E402
+
+MANIFEST = pypi_env.load_manifest()
+ENVS = [e for e in os.environ.get("IMAGE_ENVS", "").split(",") if e] or images.python_envs(MANIFEST)
+USER = "10001:10001"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([images.docker(), *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def image(request):
+    """The env's image as built by `build-image`; missing is a failure, not a skip."""
+    name = f"{images.image_name(MANIFEST, request.param)}:latest"
+    if docker("image", "inspect", name, check=False).returncode:
+        pytest.fail(f"{name} does not exist: run `pixi run build-image {request.param}` first")
+    return request.param, name
+
+
+def tag(env: str) -> str:
+    return pypi_env.python_minor(MANIFEST, env).replace(".", "_")
+
+
+def run_in_image(name: str, model: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+    """predict.py in the container: no network, read-only root, tmpfs /tmp, inputs read-only."""
+    return docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", USER,
+                  "-v", f"{os.path.join(ROOT, 'tests', 'models')}:/models:ro",
+                  "-v", f"{os.path.join(ROOT, 'examples')}:/data:ro", "-v", f"{out}:/out",
+                  name, "--model", f"/models/{model}", "--dataset", "/data/live.parquet",
+                  "--benchmarks", "/data/live_benchmark_models.parquet", "--output_dir", "/out", *extra,
+                  check=False)
+
+
+def run_locally(env: str, model: str, out: str) -> subprocess.CompletedProcess:
+    """The same run outside Docker, with the same environment."""
+    python = os.path.join(images.local_prefix(MANIFEST, env), "bin", "python")
+    return subprocess.run([python, "predict.py", "--model", os.path.join(ROOT, "tests", "models", model),
+                           "--dataset", os.path.join(ROOT, "examples", "live.parquet"),
+                           "--benchmarks", os.path.join(ROOT, "examples", "live_benchmark_models.parquet"),
+                           "--output_dir", out], cwd=ROOT, capture_output=True, text=True)
+
+
+def writable_dir(tmp_path, name: str) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    folder.chmod(0o777)  # the container's non-root user writes here
+    return str(folder)
+
+
+def only_csv(folder: str) -> bytes:
+    (path,) = glob.glob(os.path.join(folder, "live_predictions-*.csv"))
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+@pytest.mark.parametrize("suffix", ["", "_legacy"], ids=["two-arguments", "legacy"])
+def test_test_pickle_gives_the_same_csv_as_a_local_run(image, tmp_path, suffix):
+    env, name = image
+    model = f"model_{tag(env)}{suffix}.pkl"
+    in_docker, local = writable_dir(tmp_path, "docker"), writable_dir(tmp_path, "local")
+    result = run_in_image(name, model, in_docker, "--report", "/out/report.json")
+    assert result.returncode == 0, result.stderr
+    assert run_locally(env, model, local).returncode == 0
+    assert only_csv(in_docker) == only_csv(local)
+    with open(os.path.join(in_docker, "report.json")) as handle:
+        assert json.load(handle)["python"] == pypi_env.python_minor(MANIFEST, env)
+
+
+def test_first_log_line_names_the_git_ref(image, tmp_path):
+    env, name = image
+    ref = docker("image", "inspect", "-f", "{{ index .Config.Labels \"org.opencontainers.image.revision\" }}",
+                 name).stdout.strip()
+    result = run_in_image(name, f"model_{tag(env)}.pkl", writable_dir(tmp_path, "out"))
+    assert f"Running numerai-predict:{ref} Python {pypi_env.python_minor(MANIFEST, env)}" in result.stderr
+
+
+def test_pickle_from_another_python_is_explained_in_the_image(image, tmp_path):
+    env, name = image
+    other = "3_10" if tag(env) != "3_10" else "3_11"
+    result = run_in_image(name, f"model_{other}.pkl", writable_dir(tmp_path, "out"))
+    assert result.returncode == 12
+    assert f"compiled by Python {other.replace('_', '.')}" in result.stderr
+    assert f"numerai_predict_py_{tag(env)}" in result.stderr  # the footer's docker command
+
+
+def test_runs_as_non_root_by_default(image):
+    _, name = image
+    assert docker("run", "--rm", "--network", "none", "--entrypoint", "id", name, "-u").stdout.strip() == "10001"
+
+
+def test_image_holds_no_build_tools_tests_or_caches(image):
+    """Base + environment + predict.py: no compilers, package managers, tests or caches."""
+    _, name = image
+    probe = ("for tool in gcc cc g++ make pip pip3 pixi conda uv; do command -v $tool; done; "
+             "ls -A /opt/numerai-predict; ls -d /root/.cache /tmp/.cache /opt/numerai-predict/tests 2>/dev/null")
+    result = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", name, "-c", probe, check=False)
+    assert sorted(result.stdout.split()) == [".pixi", "numerai_predict", "predict.py"], result.stdout
+
+
+def test_bytecode_is_precompiled(image):
+    """Every module has its bytecode: nothing is compiled at start-up (a read-only
+    container could not write it anyway). Only files this Python cannot compile
+    (test files written for newer Pythons) may lack it."""
+    _, name = image
+    probe = ("import importlib.util, pathlib, sys\n"
+             "files = list(pathlib.Path(sys.prefix, 'lib').rglob('*.py'))\n"
+             "missing = [f for f in files if not pathlib.Path(importlib.util.cache_from_source(f)).exists()]\n"
+             "print(len(files), len(missing), *missing[:5])\n")
+    result = docker("run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python", name, "-c", probe)
+    total, missing, *examples = result.stdout.split()
+    assert int(total) > 10_000
+    assert int(missing) <= int(total) // 1000, examples

@@ -1,0 +1,66 @@
+"""Workflows and the Dockerfile, linted offline: actionlint, zizmor and hadolint."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, ".github", "workflows", "*.yml")))
+DOCKERFILE = os.path.join(ROOT, "containers", "Dockerfile")
+
+
+def tool(name: str) -> str:
+    """The linter installed beside this Python (the environment's bin), else on PATH."""
+    path = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: it comes with the test feature of pixi.toml")
+    return path
+
+
+def test_workflows_exist():
+    assert {os.path.basename(w) for w in WORKFLOWS} >= {"tests.yml", "images.yml", "lock.yml"}
+
+
+def test_actionlint_finds_nothing():
+    result = subprocess.run([tool("actionlint"), *WORKFLOWS], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing():
+    result = subprocess.run([tool("zizmor"), "--offline", os.path.join(ROOT, ".github", "workflows")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_finds_nothing():
+    result = subprocess.run([tool("hadolint"), DOCKERFILE], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
+def test_actions_are_pinned_by_commit(path):
+    with open(path) as handle:
+        uses = re.findall(r"uses:\s*(\S+)", handle.read())
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", u) for u in uses), uses
+
+
+@pytest.mark.parametrize("name", ["tests.yml", "images.yml"])
+def test_workflow_matrices_cover_every_environment(name):
+    """The matrices name exactly pixi.toml's Python environments."""
+    import pypi_env
+
+    envs = sorted(e for e in pypi_env.environments(pypi_env.load_manifest()) if re.fullmatch(r"py3\d+", e))
+    with open(os.path.join(ROOT, ".github", "workflows", name)) as handle:
+        workflow = yaml.safe_load(handle)
+    for job in workflow["jobs"].values():
+        matrix = job.get("strategy", {}).get("matrix", {})
+        if "environment" in matrix:
+            assert sorted(matrix["environment"]) == envs
