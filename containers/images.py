@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Build and test the numerai_predict_py_3_XY images from pixi.toml's environments.
 
-    containers/images.py build [ENV ...]   build numerai_predict_py_3_XY:{git sha,latest} (default: every env)
-    containers/images.py test [ENV ...]    run each env's test pickles in its image (pytest)
+    containers/images.py build [ENV ...]           build numerai_predict_py_3_XY:{git sha,latest} (default: every env)
+    containers/images.py test [ENV ...]            run each env's test pickles in its image (pytest)
+    containers/images.py push CHANNEL [ENV ...]    push :{git sha} and :CHANNEL (latest or stable) to IMAGE_REPO
+    containers/images.py shell ENV                 an interactive shell in the image
 
 ENV is a Python environment of pixi.toml (py310 ... py313); the image ships its
 ``-runtime`` twin (same solve, no test tools). Under pixi the environment is
@@ -14,8 +16,8 @@ host and copied in (ENV_SOURCE=prebuilt). Set DOCKER to pick the docker CLI
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def docker() -> str:
 
 def python_envs(manifest: dict) -> list[str]:
     """The environments that get an image: one per Python (py310 ...)."""
-    return [e for e in pypi_env.environments(manifest) if re.fullmatch(r"py3\d+", e)]
+    return pypi_env.python_environments(manifest)
 
 
 def image_name(manifest: dict, env: str) -> str:
@@ -100,6 +102,62 @@ def build(manifest: dict, env: str) -> str:
     return f"{name}:{ref}"
 
 
+def push(manifest: dict, channel: str, envs: list[str]) -> None:
+    """Push every image's :sha, then move :CHANNEL: a failure never leaves a channel
+    pointing at a mix of old and new images, and nothing starts before all checks pass."""
+    if channel not in ("latest", "stable"):
+        raise pypi_env.TwinError(f"channel must be latest or stable, not {channel!r}")
+    repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
+    if not repo:
+        raise pypi_env.TwinError("set IMAGE_REPO (e.g. ghcr.io/numerai) to say where to push")
+    check_credentials(repo.split("/")[0])
+    ref = git_ref()
+    plan = []
+    for env in envs:
+        target = image_name(manifest, env)
+        local = [f"{target}:{ref}", f"{target.rsplit('/', 1)[-1]}:{ref}"]
+        found = next((image for image in local if run_docker("image", "inspect", image).returncode == 0), None)
+        if found is None:
+            raise pypi_env.TwinError(f"{local[-1]} is not built: run `pixi run build-image {env}` first")
+        plan.append((found, target))
+    for found, target in plan:
+        for tag in (ref, channel):
+            checked_docker("tag", found, f"{target}:{tag}")
+    for _, target in plan:
+        checked_docker("push", f"{target}:{ref}")
+    for _, target in plan:
+        checked_docker("push", f"{target}:{channel}")
+        print(f"pushed {target}:{ref} as :{channel}")
+
+
+def check_credentials(registry: str) -> None:
+    """Fail before any push when docker has no login for the registry."""
+    folder = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    try:
+        with open(os.path.join(folder, "config.json")) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        config = {}
+    if registry in config.get("auths", {}) or registry in config.get("credHelpers", {}) or config.get("credsStore"):
+        return
+    raise pypi_env.TwinError(f"no credentials for {registry}: run `docker login {registry}` first")
+
+
+def run_docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([docker(), *args], capture_output=True, text=True)
+
+
+def checked_docker(*args: str) -> None:
+    result = subprocess.run([docker(), *args])
+    if result.returncode:
+        raise pypi_env.TwinError(f"docker {' '.join(args)} failed (exit {result.returncode})")
+
+
+def shell(manifest: dict, env: str) -> int:
+    return subprocess.run([docker(), "run", "-it", "--rm", "--network", "none", "--entrypoint", "/bin/bash",
+                           f"{image_name(manifest, env)}:latest"]).returncode
+
+
 def test(envs: list[str]) -> int:
     import pytest
 
@@ -109,21 +167,29 @@ def test(envs: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("build", "test"):
+    if not argv or argv[0] not in ("build", "test", "push", "shell") or (argv[0] in ("push", "shell")
+                                                                       and len(argv) < 2):
         print(__doc__, file=sys.stderr)
         return 2
     manifest = pypi_env.load_manifest()
-    envs = argv[1:] or python_envs(manifest)
+    command, channel = argv[0], argv[1] if argv[0] == "push" else None
+    names = argv[2:] if command == "push" else argv[1:]
+    envs = [e for e in names if e != "all"] or python_envs(manifest)
     unknown = set(envs) - set(python_envs(manifest))
     if unknown:
         print(f"images: unknown environment(s) {', '.join(sorted(unknown))}; "
               f"pixi.toml has {', '.join(python_envs(manifest))}", file=sys.stderr)
         return 2
     try:
-        if argv[0] == "build":
+        if command == "build":
             for env in envs:
                 print(build(manifest, env))
             return 0
+        if command == "push":
+            push(manifest, channel, envs)
+            return 0
+        if command == "shell":
+            return shell(manifest, envs[0])
         return test(envs)
     except pypi_env.TwinError as exc:
         print(f"images: error: {exc}", file=sys.stderr)

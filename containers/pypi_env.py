@@ -6,6 +6,7 @@
     containers/pypi_env.py build [ENV ...]       build ENV's prefix from its lock (skipped when unchanged)
     containers/pypi_env.py run [-e ENV] TASK ... run a pixi task of pixi.toml in ENV, like `pixi run`
     containers/pypi_env.py path ENV              print the environment's prefix
+    containers/pypi_env.py pythons               print the Python environments as JSON
 
 An environment is a self-contained CPython prefix: a copy of a local CPython of
 the right minor (found through pyenv or PATH) with an empty site-packages,
@@ -58,6 +59,12 @@ class TwinError(Exception):
 def load_manifest(path: str = MANIFEST) -> dict:
     with open(path, "rb") as handle:
         return tomllib.load(handle)
+
+
+def python_environments(manifest: dict) -> list[str]:
+    """The one list of supported Pythons: pixi.toml's pyXY environments. Tasks,
+    workflow matrices, images and tests all derive from it."""
+    return [e for e in environments(manifest) if re.fullmatch(r"py3\d+", e)]
 
 
 def environments(manifest: dict) -> dict[str, list[str]]:
@@ -386,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("args", nargs=argparse.REMAINDER)
     p_path = sub.add_parser("path", help="print an environment's prefix")
     p_path.add_argument("env")
+    sub.add_parser("pythons", help="print the Python environments as JSON (the workflows' matrix)")
     args = parser.parse_args(argv)
     manifest = load_manifest()
     named = [e for e in environments(manifest) if e != "default"]
@@ -406,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_task(manifest, args.environment, args.task, args.args)
         elif args.command == "path":
             print(env_path(resolve_default(manifest, args.env)))
+        elif args.command == "pythons":
+            print(json.dumps(python_environments(manifest)))
     except TwinError as exc:
         print(f"pypi_env: error: {exc}", file=sys.stderr)
         return 2

@@ -53,14 +53,24 @@ def test_actions_are_pinned_by_commit(path):
 
 
 @pytest.mark.parametrize("name", ["tests.yml", "images.yml"])
-def test_workflow_matrices_cover_every_environment(name):
-    """The matrices name exactly pixi.toml's Python environments."""
-    import pypi_env
-
-    envs = sorted(e for e in pypi_env.environments(pypi_env.load_manifest()) if re.fullmatch(r"py3\d+", e))
+def test_workflow_matrices_come_from_pixi_toml(name):
+    """Every per-Python matrix is pixi.toml's list, read by the `pythons` job: adding
+    an environment to pixi.toml adds it to CI and to the published images."""
     with open(os.path.join(ROOT, ".github", "workflows", name)) as handle:
         workflow = yaml.safe_load(handle)
-    for job in workflow["jobs"].values():
-        matrix = job.get("strategy", {}).get("matrix", {})
-        if "environment" in matrix:
-            assert sorted(matrix["environment"]) == envs
+    steps = workflow["jobs"]["pythons"]["steps"]
+    assert any("containers/pypi_env.py pythons" in step.get("run", "") for step in steps)
+    matrices = [job["strategy"]["matrix"] for job in workflow["jobs"].values() if "strategy" in job]
+    assert matrices
+    for matrix in matrices:
+        assert matrix["environment"] == "${{ fromJSON(needs.pythons.outputs.list) }}"
+
+
+def test_pythons_command_lists_pixi_toml_environments():
+    import json
+
+    import pypi_env
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "containers", "pypi_env.py"), "pythons"],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == pypi_env.python_environments(pypi_env.load_manifest())

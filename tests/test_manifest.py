@@ -30,7 +30,7 @@ def manifest():
 
 
 def python_envs(manifest):
-    return [e for e in pypi_env.environments(manifest) if re.fullmatch(r"py3\d+", e)]
+    return pypi_env.python_environments(manifest)
 
 
 def test_manifest_matches_pixis_schema(manifest):
@@ -55,8 +55,12 @@ def test_every_environment_pins_exactly_one_python(manifest):
         assert re.fullmatch(r"3\.1\d\.\*", pins[0]), f"{env} pins python as {pins[0]!r}"
 
 
-def test_python_environments_are_310_to_313(manifest):
-    assert python_envs(manifest) == ["py310", "py311", "py312", "py313"]
+def test_python_environments_cover_numerai_and_pin_their_own_python(manifest):
+    """py3XY pins Python 3.XY; at least Numerai's 3.10-3.13 are there."""
+    envs = python_envs(manifest)
+    assert {"py310", "py311", "py312", "py313"} <= set(envs)
+    for env in envs:
+        assert pypi_env.python_minor(manifest, env) == f"3.{env[3:]}"
 
 
 def test_runtime_environments_share_the_tested_solve(manifest):
@@ -119,6 +123,17 @@ def test_every_task_in_readme_exists(manifest):
     assert named <= set(manifest["tasks"]), f"README names unknown tasks: {named - set(manifest['tasks'])}"
 
 
+def test_readme_names_only_existing_environments_and_images(manifest):
+    """README may show examples, but never an environment or image pixi.toml lacks."""
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    envs = set(python_envs(manifest))
+    named = set(re.findall(r"\b(py3\d+)\b", readme))
+    images = {f"py3{m}" for m in re.findall(r"numerai_predict_py_3_(\d+)", readme)}
+    assert named and named <= envs, named - envs
+    assert images and images <= envs, images - envs
+
+
 def test_readme_documents_every_exit_code():
     from numerai_predict.errors import all_errors
 
@@ -126,3 +141,22 @@ def test_readme_documents_every_exit_code():
         readme = handle.read()
     for cls in all_errors():
         assert re.search(rf"^\| {cls.exit_code} \| `{cls.__name__}`", readme, re.MULTILINE), cls.__name__
+
+
+def test_every_task_has_a_description(manifest):
+    """`pixi task list` is the help."""
+    for name, task in manifest["tasks"].items():
+        assert isinstance(task, dict) and task.get("description"), name
+
+
+def test_every_makefile_target_of_numerai_predict_has_its_task(manifest):
+    """AGENTS.md maps each Makefile target to a task that exists."""
+    with open(os.path.join(ROOT, "AGENTS.md")) as handle:
+        agents = handle.read()
+    table = dict(re.findall(r"^\| `([\w/` ]+?)` \| (.+) \|$", agents, re.MULTILINE))
+    targets = {"help", "lint", "build", "build_3_XY", "build_shell", "test", "test_predict", "test_3_XY"}
+    assert targets <= set(table), targets - set(table)
+    assert any(k.startswith("push_latest") for k in table) and any(k.startswith("push_stable") for k in table)
+    for row in table.values():
+        for task in re.findall(r"pixi run (?:-e \w+ )?([a-z][\w-]*)", row):
+            assert task in manifest["tasks"], task

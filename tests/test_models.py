@@ -27,9 +27,14 @@ def predict_cli(model, out_dir):
 
 
 def test_every_python_has_both_pickles():
-    for tag in ["3_10", "3_11", "3_12", "3_13"]:
+    """Each environment of pixi.toml has its 2-argument and legacy test pickle."""
+    import pypi_env
+
+    manifest = pypi_env.load_manifest()
+    for env in pypi_env.python_environments(manifest):
+        tag = pypi_env.python_minor(manifest, env).replace(".", "_")
         for suffix in ["", "_legacy"]:
-            assert os.path.isfile(os.path.join(MODELS, f"model_{tag}{suffix}.pkl"))
+            assert os.path.isfile(os.path.join(MODELS, f"model_{tag}{suffix}.pkl")), f"{env}: model_{tag}{suffix}.pkl"
 
 
 @pytest.mark.parametrize("suffix", ["", "_legacy"], ids=["two-arguments", "legacy"])
