@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -102,6 +103,15 @@ def test_pickle_from_another_python_is_explained_in_the_image(image, tmp_path):
     assert result.returncode == 12
     assert f"compiled by Python {other.replace('_', '.')}" in result.stderr
     assert f"numerai_predict_py_{tag(env)}" in result.stderr  # the footer's docker command
+
+
+def test_oci_labels(image):
+    env, name = image
+    labels = json.loads(docker("image", "inspect", "-f", "{{ json .Config.Labels }}", name).stdout)
+    assert labels["org.numerai.predict.environment"] == f"{env}-runtime"
+    assert labels["org.numerai.predict.python-version"] == pypi_env.python_minor(MANIFEST, env)
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert re.fullmatch(r"[0-9a-f]{12}|dev", labels["org.opencontainers.image.revision"])
 
 
 def test_runs_as_non_root_by_default(image):
