@@ -23,7 +23,10 @@ def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
 
     try:
         NumerAPI(verbosity="warning").download_dataset(name, dest)
-    except Exception as exc:  # numerapi reports failures as assorted exceptions
+    except (KeyError, TypeError):  # numerapi answers an unreachable API with an empty result
+        raise DataFetchError(f"could not download {flag} {name}: Numerai's API gave no download URL "
+                             "(unreachable, or see numerapi's error above)") from None
+    except Exception as exc:  # numerapi reports other failures as assorted exceptions
         raise DataFetchError(f"could not download {flag} {name} with numerapi: "
                              f"{type(exc).__name__}: {exc}") from None
     if not os.path.isfile(dest):

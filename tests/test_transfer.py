@@ -159,3 +159,16 @@ def test_numerapi_unknown_dataset(capfd, numerai_api, pickle_of, out_dir):
     assert code == errors.DataFetchError.exit_code
     assert "could not download --dataset v9/nope.parquet" in err and "not found" in err
     assert csvs(out_dir) == []
+
+
+def test_numerai_api_unreachable(capfd, server, pickle_of, out_dir, monkeypatch):
+    """numerapi against an API that answers 503: a data error naming the dataset, no CSV."""
+    import numerapi.base_api
+    import numerapi.utils
+
+    monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", server.route("/down", (503, b"down")))
+    monkeypatch.setattr(numerapi.utils.time, "sleep", lambda seconds: None)  # numerapi's own retry pauses
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir)
+    assert code == errors.DataFetchError.exit_code
+    assert "could not download --dataset v5.2/live.parquet: Numerai's API gave no download URL" in err
+    assert server.count("POST", "/down") >= 1 and csvs(out_dir) == []
