@@ -31,7 +31,7 @@ def predict(opts: Options) -> str:
     model_path = fetch_model(opts.model, opts.output_dir)
     check_compatible(inspect_pickle(model_path), os.path.basename(model_path))
     with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
-            ModelProcess(model_path, opts.debug) as model:
+            ModelProcess(model_path, opts.debug, opts.timeout) as model:
         arity = model.arity()
         features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
         benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None

@@ -28,6 +28,7 @@ class Options(NamedTuple):
     post_url: str | None
     post_data: dict[str, str] | None
     report: str | None
+    timeout: float | None
     debug: bool
 
 
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="urlencoded fields of the presigned POST (required with --post_url)")
     parser.add_argument("--report", metavar="PATH",
                         help="also write a JSON report of the run (status, exit code, error, CSV path)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop the model if loading and predicting take longer (Numerai allows 600); "
+                        "default: no limit")
     parser.add_argument("--debug", action="store_true",
                         help="verbose logging, and tracebacks of numerai-predict's own errors")
     return parser
@@ -73,6 +77,8 @@ def parse_args(argv: list[str] | None) -> Options:
         raise UsageError("--post_url and --post_data must be given together")
     if args.post_url and not args.post_url.lower().startswith(("http://", "https://")):
         raise UsageError(f"--post_url must be an http(s) URL, got {redact(args.post_url)!r}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     check_output_dir(args.output_dir)
     return Options(
         model=args.model,
@@ -82,6 +88,7 @@ def parse_args(argv: list[str] | None) -> Options:
         post_url=args.post_url,
         post_data=parse_post_data(args.post_data) if args.post_data else None,
         report=args.report,
+        timeout=args.timeout,
         debug=args.debug,
     )
 

@@ -92,6 +92,11 @@ class ModelCrashedError(PredictError):
     )
 
 
+class ModelTimeoutError(PredictError):
+    exit_code = 32
+    advice = "Numerai stops a model after 10 minutes on 1 CPU: make it faster, or check for a loop that never ends."
+
+
 class InvalidPredictionsError(PredictError):
     """Base of every check on what the model returned; never written or uploaded."""
 

@@ -15,12 +15,20 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 import traceback
 
-from numerai_predict.errors import ModelCrashedError, ModelRaisedError, PredictError, error_from_name
+from numerai_predict.errors import (
+    ModelCrashedError,
+    ModelRaisedError,
+    ModelTimeoutError,
+    PredictError,
+    error_from_name,
+)
 
 log = logging.getLogger("numerai_predict")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,11 +39,14 @@ SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|AWS_", re.IGNOR
 class ModelProcess:
     """The child process holding the model; use as a context manager."""
 
-    def __init__(self, model_path: str, debug: bool = False):
+    def __init__(self, model_path: str, debug: bool = False, timeout: float | None = None):
         env = {k: v for k, v in os.environ.items() if not SECRET_NAMES.search(k)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "numerai_predict.sandbox", model_path] + (["--debug"] if debug else [])
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout if timeout else None
 
     def __enter__(self) -> ModelProcess:
         return self
@@ -49,10 +60,14 @@ class ModelProcess:
 
     def arity(self) -> int:
         """Wait for the model to load; returns how many arguments it takes."""
-        return int(self.receive("ready")["arity"])
+        arity = int(self.receive("ready")["arity"])
+        self.loading = time.monotonic() - self.started
+        return arity
 
     def predict(self, features: str, benchmarks: str | None, out: str) -> int:
         """Run the model on the live data files; predictions land in ``out``."""
+        if self.timeout:  # downloading the data in between does not count against the model
+            self.deadline = time.monotonic() + self.timeout - self.loading
         try:
             self.proc.stdin.write(json.dumps({"features": features, "benchmarks": benchmarks, "out": out}) + "\n")
             self.proc.stdin.flush()
@@ -61,6 +76,7 @@ class ModelProcess:
         return int(self.receive("done")["rows"])
 
     def receive(self, expected: str) -> dict:
+        self.wait_for_output()
         line = self.proc.stdout.readline()
         try:
             message = json.loads(line)
@@ -72,6 +88,16 @@ class ModelProcess:
             raise error_from_name(message["error"], message["message"], message.get("advice"),
                                   message.get("details", ""))
         raise ModelCrashedError(f"the model process {death(self.proc.wait())} without a result")
+
+
+    def wait_for_output(self) -> None:
+        """Within --timeout (the model's loading and predicting time), or stop the model."""
+        if self.deadline is None:
+            return
+        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, self.deadline - time.monotonic()))
+        if not ready:
+            self.proc.kill()
+            raise ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
 
 
 def death(returncode: int) -> str:

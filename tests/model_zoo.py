@@ -117,6 +117,12 @@ def segfaults(live_features):
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
+def sleeps(live_features):
+    import time
+
+    time.sleep(60)
+
+
 def sees_secrets(live_features):
     """Predicts 1 where it can read a credential from its environment, else 0."""
     seen = any(name in os.environ for name in ("NUMERAI_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MY_API_TOKEN"))

@@ -181,6 +181,13 @@ def test_model_that_crashes_the_interpreter(capfd, live_files, pickle_of, out_di
     assert csvs(out_dir) == []
 
 
+def test_model_slower_than_timeout_is_stopped(capfd, live_files, pickle_of, out_dir):
+    code, err = run(capfd, "--model", pickle_of(model_zoo.sleeps), *local_data(live_files), "--output_dir", out_dir,
+                    "--timeout", "3")
+    assert code == errors.ModelTimeoutError.exit_code
+    assert "the model did not finish within --timeout 3 s" in err and csvs(out_dir) == []
+
+
 def test_model_process_gets_no_credentials(capfd, live_files, pickle_of, out_dir, monkeypatch):
     """Secrets in the runner's environment do not reach the model's process."""
     for name in ("NUMERAI_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MY_API_TOKEN"):
@@ -231,9 +238,10 @@ def lock_directory(folder):
     (["--post_url", "http://127.0.0.1:9/u", "--post_data", "policy=abc"], "lacks the 'key' field"),
     (["--post_url", "ftp://example/u", "--post_data", "key=a"], "--post_url must be an http(s) URL"),
     (["--output_dir", "/nonexistent/dir"], "is not an existing directory"),
+    (["--timeout", "0"], "--timeout must be a positive number of seconds"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ], ids=["post_url-alone", "post_data-alone", "malformed-post_data", "post_data-without-key", "ftp-post_url",
-        "missing-output_dir", "unknown-flag"])
+        "missing-output_dir", "zero-timeout", "unknown-flag"])
 def test_bad_arguments(capfd, pickle_of, out_dir, args, text):
     """Bad flags exit 2 with a one-line reason, before anything runs."""
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *args)
