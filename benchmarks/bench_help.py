@@ -11,31 +11,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
+
+from timing import alternate, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - start
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     runs = parser.parse_args().runs
-    floor, help_ = [], []
-    for _ in range(runs):  # alternate, so both see the same machine state
-        floor.append(timed([sys.executable, "-c", "pass"]))
-        help_.append(timed([sys.executable, "predict.py", "--help"]))
-    f, h = statistics.median(floor), statistics.median(help_)
-    print(f"python -c pass {f * 1000:.1f} ms; predict.py --help {h * 1000:.1f} ms "
-          f"(medians of {runs}); ratio {h / f:.2f}")
+    floor, help_ = alternate(lambda: timed([sys.executable, "-c", "pass"], ROOT),
+                             lambda: timed([sys.executable, "predict.py", "--help"], ROOT), runs)
+    print(f"python -c pass {floor * 1000:.1f} ms; predict.py --help {help_ * 1000:.1f} ms "
+          f"(medians of {runs}); ratio {help_ / floor:.2f}")
     return 0
 
 

@@ -41,9 +41,8 @@ def python_envs(manifest: dict) -> list[str]:
 
 
 def image_name(manifest: dict, env: str) -> str:
-    minor = pypi_env.python_minor(manifest, env).replace(".", "_")
     repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
-    return f"{repo + '/' if repo else ''}numerai_predict_py_{minor}"
+    return f"{repo + '/' if repo else ''}numerai_predict_py_{pypi_env.python_tag(manifest, env)}"
 
 
 def git_ref() -> str:

@@ -95,6 +95,11 @@ def python_minor(manifest: dict, env: str) -> str:
     return match.group(1)
 
 
+def python_tag(manifest: dict, env: str) -> str:
+    """The minor as image names and test pickles spell it: '3_12'."""
+    return python_minor(manifest, env).replace(".", "_")
+
+
 def conda_to_pip(spec) -> str:
     """A conda version spec as a PEP 440 specifier ('2.2.*' -> '==2.2.*')."""
     version = spec.get("version", "*") if isinstance(spec, dict) else spec

@@ -40,7 +40,7 @@ def image(request):
 
 
 def tag(env: str) -> str:
-    return pypi_env.python_minor(MANIFEST, env).replace(".", "_")
+    return pypi_env.python_tag(MANIFEST, env)
 
 
 def run_in_image(name: str, model: str, out: str, *extra: str) -> subprocess.CompletedProcess:

@@ -42,8 +42,10 @@ class PickleFacts:
 
     def narrow(self, versions: set[tuple[int, int]]) -> None:
         """Every code object was compiled by the same Python: keep what all allow."""
-        if versions:
-            self.made_with = (self.made_with & versions) or versions if self.made_with else set(versions)
+        if not versions:
+            return
+        common = self.made_with & versions
+        self.made_with = common if common else set(versions)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,6 @@ class ModelProcess:
                                   message.get("details", ""))
         raise ModelCrashedError(f"the model process {death(self.proc.wait())} without a result")
 
-
     def wait_for_output(self) -> None:
         """Within --timeout (the model's loading and predicting time), or stop the model."""
         if self.deadline is None:

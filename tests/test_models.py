@@ -32,7 +32,7 @@ def test_every_python_has_both_pickles():
 
     manifest = pypi_env.load_manifest()
     for env in pypi_env.python_environments(manifest):
-        tag = pypi_env.python_minor(manifest, env).replace(".", "_")
+        tag = pypi_env.python_tag(manifest, env)
         for suffix in ["", "_legacy"]:
             assert os.path.isfile(os.path.join(MODELS, f"model_{tag}{suffix}.pkl")), f"{env}: model_{tag}{suffix}.pkl"
 

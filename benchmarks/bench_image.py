@@ -2,7 +2,7 @@
 """Measure an image against its floor, in one run: size against base + environment,
 and `docker run` -> CSV against the same predict.py run outside Docker.
 
-    containers/bench_image.py [ENV] [--runs N]      (pixi run bench-image py311)
+    benchmarks/bench_image.py [ENV] [--runs N]      (pixi run bench-image py311)
 
 Prints ratios (the targets: size <= 1.05, time <= 1.3), never bare times alone.
 """
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+from timing import alternate, timed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "containers"))
 import images  # noqa: E402
 import pypi_env  # noqa: E402
 
@@ -32,12 +31,6 @@ def docker_size(image: str) -> int:
 
 def tree_size(path: str) -> int:
     return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
-
-
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def predict_args(models: str, data: str, out: str, model: str) -> list[str]:
@@ -53,24 +46,27 @@ def main() -> int:
     manifest = pypi_env.load_manifest()
     image = f"{images.image_name(manifest, args.env)}:latest"
     runtime = images.local_prefix(manifest, f"{args.env}-runtime")
-    model = f"model_{pypi_env.python_minor(manifest, args.env).replace('.', '_')}.pkl"
+    model = f"model_{pypi_env.python_tag(manifest, args.env)}.pkl"
 
     base, env, size = docker_size("debian:bookworm-slim"), tree_size(runtime), docker_size(image)
     print(f"base {base / 1e6:.0f} MB + environment {env / 1e6:.0f} MB = {(base + env) / 1e6:.0f} MB; "
           f"image {size / 1e6:.0f} MB; image / (base + environment) = {size / (base + env):.3f}")
 
     models, data = os.path.join(ROOT, "tests", "models"), os.path.join(ROOT, "examples")
-    in_docker, local = [], []
-    for _ in range(args.runs):  # alternate, so both see the same machine state
+
+    def in_docker() -> float:
         with tempfile.TemporaryDirectory() as out:
             os.chmod(out, 0o777)
-            in_docker.append(timed([images.docker(), "run", "--rm", "--network", "none", "--read-only",
-                                    "--tmpfs", "/tmp", "-v", f"{models}:/models:ro", "-v", f"{data}:/data:ro",
-                                    "-v", f"{out}:/out", image, *predict_args("/models", "/data", "/out", model)]))
+            return timed([images.docker(), "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp",
+                          "-v", f"{models}:/models:ro", "-v", f"{data}:/data:ro", "-v", f"{out}:/out", image,
+                          *predict_args("/models", "/data", "/out", model)])
+
+    def local() -> float:
         with tempfile.TemporaryDirectory() as out:
-            local.append(timed([os.path.join(runtime, "bin", "python"), os.path.join(ROOT, "predict.py"),
-                                *predict_args(models, data, out, model)]))
-    docker_s, local_s = statistics.median(in_docker), statistics.median(local)
+            return timed([os.path.join(runtime, "bin", "python"), os.path.join(ROOT, "predict.py"),
+                          *predict_args(models, data, out, model)])
+
+    local_s, docker_s = alternate(local, in_docker, args.runs)
     print(f"docker run -> CSV {docker_s:.2f} s; same run outside Docker {local_s:.2f} s "
           f"(medians of {args.runs}); docker / local = {docker_s / local_s:.2f}")
     return 0
