@@ -20,7 +20,7 @@ from timing import alternate, timed
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "containers"))
 import images  # noqa: E402
-import pypi_env  # noqa: E402
+import manifest as pixi_toml  # noqa: E402
 
 
 def docker_size(image: str) -> int:
@@ -43,10 +43,10 @@ def main() -> int:
     parser.add_argument("env", nargs="?", default="py311")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    manifest = pypi_env.load_manifest()
+    manifest = pixi_toml.load()
     image = f"{images.image_name(manifest, args.env)}:latest"
     runtime = images.local_prefix(manifest, f"{args.env}-runtime")
-    model = f"model_{pypi_env.python_tag(manifest, args.env)}.pkl"
+    model = f"model_{pixi_toml.python_tag(manifest, args.env)}.pkl"
 
     base, env, size = docker_size("debian:bookworm-slim"), tree_size(runtime), docker_size(image)
     print(f"base {base / 1e6:.0f} MB + environment {env / 1e6:.0f} MB = {(base + env) / 1e6:.0f} MB; "

@@ -22,13 +22,17 @@ import shutil
 import subprocess
 import sys
 
+import manifest as pixi_toml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import pypi_env  # noqa: E402
 
 DOCKERFILE = os.path.join(HERE, "Dockerfile")
 CONTEXTS = os.path.join(ROOT, "build", "contexts")
+
+
+class ImageError(Exception):
+    """A failure of this tool, printed as one line."""
 
 
 def docker() -> str:
@@ -37,12 +41,12 @@ def docker() -> str:
 
 def python_envs(manifest: dict) -> list[str]:
     """The environments that get an image: one per Python (py310 ...)."""
-    return pypi_env.python_environments(manifest)
+    return pixi_toml.python_environments(manifest)
 
 
 def image_name(manifest: dict, env: str) -> str:
     repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
-    return f"{repo + '/' if repo else ''}numerai_predict_py_{pypi_env.python_tag(manifest, env)}"
+    return f"{repo + '/' if repo else ''}{pixi_toml.image_basename(manifest, env)}"
 
 
 def git_ref() -> str:
@@ -53,7 +57,12 @@ def git_ref() -> str:
 def local_prefix(manifest: dict, env: str) -> str:
     """Where the environment lives outside Docker: the PyPI twin's prefix, or pixi's."""
     if os.environ.get("PYPI_TWIN"):
-        return pypi_env.build(manifest, env)
+        import pypi_env  # the twin only: the pixi path needs nothing of it
+
+        try:
+            return pypi_env.build(manifest, env)
+        except pypi_env.TwinError as exc:
+            raise ImageError(str(exc)) from exc
     return os.path.join(ROOT, ".pixi", "envs", env)
 
 
@@ -62,9 +71,9 @@ def build_context(manifest: dict, env: str) -> tuple[str, str]:
     runtime = f"{env}-runtime"
     if not os.environ.get("PYPI_TWIN"):
         if not os.path.exists(os.path.join(ROOT, "pixi.lock")):
-            raise pypi_env.TwinError("pixi.lock is missing: run `pixi lock` on a machine that reaches conda-forge")
+            raise ImageError("pixi.lock is missing: run `pixi lock` on a machine that reaches conda-forge")
         return ROOT, "pixi"
-    prefix = pypi_env.build(manifest, runtime)
+    prefix = local_prefix(manifest, runtime)
     context = os.path.join(CONTEXTS, runtime)
     shutil.rmtree(context, ignore_errors=True)
     os.makedirs(context)
@@ -90,14 +99,14 @@ def build(manifest: dict, env: str) -> str:
     name, ref = image_name(manifest, env), git_ref()
     command = [docker(), "build", "--network", "none", "-f", DOCKERFILE,
                "--build-arg", f"ENV_NAME={env}-runtime", "--build-arg", f"ENV_SOURCE={source}",
-               "--build-arg", f"PYTHON_VERSION={pypi_env.python_minor(manifest, env)}",
+               "--build-arg", f"PYTHON_VERSION={pixi_toml.python_minor(manifest, env)}",
                "--build-arg", f"GIT_REF={ref}", "-t", f"{name}:{ref}", "-t", f"{name}:latest", context]
     print(f"images: building {name}:{ref} from {env}-runtime ({source})", file=sys.stderr)
     result = subprocess.run(command, env=dict(os.environ, DOCKER_BUILDKIT="1"))
     if context.startswith(CONTEXTS):
         shutil.rmtree(context, ignore_errors=True)
     if result.returncode:
-        raise pypi_env.TwinError(f"docker build of {name} failed (exit {result.returncode})")
+        raise ImageError(f"docker build of {name} failed (exit {result.returncode})")
     return f"{name}:{ref}"
 
 
@@ -105,10 +114,10 @@ def push(manifest: dict, channel: str, envs: list[str]) -> None:
     """Push every image's :sha, then move :CHANNEL: a failure never leaves a channel
     pointing at a mix of old and new images, and nothing starts before all checks pass."""
     if channel not in ("latest", "stable"):
-        raise pypi_env.TwinError(f"channel must be latest or stable, not {channel!r}")
+        raise ImageError(f"channel must be latest or stable, not {channel!r}")
     repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
     if not repo:
-        raise pypi_env.TwinError("set IMAGE_REPO (e.g. ghcr.io/numerai) to say where to push")
+        raise ImageError("set IMAGE_REPO (e.g. ghcr.io/numerai) to say where to push")
     check_credentials(repo.split("/")[0])
     ref = git_ref()
     plan = []
@@ -117,7 +126,7 @@ def push(manifest: dict, channel: str, envs: list[str]) -> None:
         local = [f"{target}:{ref}", f"{target.rsplit('/', 1)[-1]}:{ref}"]
         found = next((image for image in local if run_docker("image", "inspect", image).returncode == 0), None)
         if found is None:
-            raise pypi_env.TwinError(f"{local[-1]} is not built: run `pixi run build-image {env}` first")
+            raise ImageError(f"{local[-1]} is not built: run `pixi run build-image {env}` first")
         plan.append((found, target))
     for found, target in plan:
         for tag in (ref, channel):
@@ -139,7 +148,7 @@ def check_credentials(registry: str) -> None:
         config = {}
     if registry in config.get("auths", {}) or registry in config.get("credHelpers", {}) or config.get("credsStore"):
         return
-    raise pypi_env.TwinError(f"no credentials for {registry}: run `docker login {registry}` first")
+    raise ImageError(f"no credentials for {registry}: run `docker login {registry}` first")
 
 
 def run_docker(*args: str) -> subprocess.CompletedProcess:
@@ -149,7 +158,7 @@ def run_docker(*args: str) -> subprocess.CompletedProcess:
 def checked_docker(*args: str) -> None:
     result = subprocess.run([docker(), *args])
     if result.returncode:
-        raise pypi_env.TwinError(f"docker {' '.join(args)} failed (exit {result.returncode})")
+        raise ImageError(f"docker {' '.join(args)} failed (exit {result.returncode})")
 
 
 def shell(manifest: dict, env: str) -> int:
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                        and len(argv) < 2):
         print(__doc__, file=sys.stderr)
         return 2
-    manifest = pypi_env.load_manifest()
+    manifest = pixi_toml.load()
     command, channel = argv[0], argv[1] if argv[0] == "push" else None
     names = argv[2:] if command == "push" else argv[1:]
     envs = [e for e in names if e != "all"] or python_envs(manifest)
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "shell":
             return shell(manifest, envs[0])
         return test(envs)
-    except pypi_env.TwinError as exc:
+    except (ImageError, pixi_toml.ManifestError) as exc:
         print(f"images: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,6 @@
     containers/pypi_env.py build [ENV ...]       build ENV's prefix from its lock (skipped when unchanged)
     containers/pypi_env.py run [-e ENV] TASK ... run a pixi task of pixi.toml in ENV, like `pixi run`
     containers/pypi_env.py path ENV              print the environment's prefix
-    containers/pypi_env.py pythons               print the Python environments as JSON
 
 An environment is a self-contained CPython prefix: a copy of a local CPython of
 the right minor (found through pyenv or PATH) with an empty site-packages,
@@ -28,13 +27,10 @@ import subprocess
 import sys
 import tempfile
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from manifest import Manifest, ManifestError, environments, load, python_environments, python_minor
+from manifest import merged as manifest_merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "pixi.toml")
 LOCK_DIR = os.path.join(ROOT, "containers", "locks")
 # Outside the checkout, so every clone (and CI) reuses environments whose lock is unchanged.
 ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(
@@ -53,51 +49,12 @@ class TwinError(Exception):
     """A failure of this tool, printed as one line."""
 
 
-# ---- reading pixi.toml ------------------------------------------------------
+# ---- reading pixi.toml (through containers/manifest.py) --------------------------
 
 
-def load_manifest(path: str = MANIFEST) -> dict:
-    with open(path, "rb") as handle:
-        return tomllib.load(handle)
-
-
-def python_environments(manifest: dict) -> list[str]:
-    """The one list of supported Pythons: pixi.toml's pyXY environments. Tasks,
-    workflow matrices, images and tests all derive from it."""
-    return [e for e in environments(manifest) if re.fullmatch(r"py3\d+", e)]
-
-
-def environments(manifest: dict) -> dict[str, list[str]]:
-    """Environment name -> features, as pixi composes them (default included)."""
-    envs = {}
-    for name, value in manifest.get("environments", {}).items():
-        envs[name] = value if isinstance(value, list) else value.get("features", [])
-    return envs
-
-
-def merged(manifest: dict, env: str, table: str, platform: str = PLATFORM) -> dict:
-    """The ``dependencies`` or ``pypi-dependencies`` of an environment on a platform."""
-    layers = [manifest.get(table, {}), manifest.get("target", {}).get(platform, {}).get(table, {})]
-    for feature in environments(manifest)[env]:
-        spec = manifest.get("feature", {}).get(feature, {})
-        layers += [spec.get(table, {}), spec.get("target", {}).get(platform, {}).get(table, {})]
-    result: dict = {}
-    for layer in layers:
-        result.update(layer)
-    return result
-
-
-def python_minor(manifest: dict, env: str) -> str:
-    spec = merged(manifest, env, "dependencies").get("python")
-    match = re.fullmatch(r"(3\.\d+)\.\*", spec or "")
-    if not match:
-        raise TwinError(f"environment {env} must pin python as '3.X.*', not {spec!r}")
-    return match.group(1)
-
-
-def python_tag(manifest: dict, env: str) -> str:
-    """The minor as image names and test pickles spell it: '3_12'."""
-    return python_minor(manifest, env).replace(".", "_")
+def merged(manifest: Manifest, env: str, table: str) -> dict:
+    """An environment's dependencies on this machine's platform."""
+    return manifest_merged(manifest, env, table, PLATFORM)
 
 
 def conda_to_pip(spec) -> str:
@@ -398,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("args", nargs=argparse.REMAINDER)
     p_path = sub.add_parser("path", help="print an environment's prefix")
     p_path.add_argument("env")
-    sub.add_parser("pythons", help="print the Python environments as JSON (the workflows' matrix)")
     args = parser.parse_args(argv)
-    manifest = load_manifest()
+    manifest = load()
     named = [e for e in environments(manifest) if e != "default"]
     try:
         if args.command == "lock":
@@ -419,9 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_task(manifest, args.environment, args.task, args.args)
         elif args.command == "path":
             print(env_path(resolve_default(manifest, args.env)))
-        elif args.command == "pythons":
-            print(json.dumps(python_environments(manifest)))
-    except TwinError as exc:
+    except (TwinError, ManifestError) as exc:
         print(f"pypi_env: error: {exc}", file=sys.stderr)
         return 2
     return 0

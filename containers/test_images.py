@@ -19,9 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import images  # noqa: E402
-import pypi_env  # noqa: E402
+import manifest as pixi_toml  # noqa: E402
 
-MANIFEST = pypi_env.load_manifest()
+MANIFEST = pixi_toml.load()
 ENVS = [e for e in os.environ.get("IMAGE_ENVS", "").split(",") if e] or images.python_envs(MANIFEST)
 USER = "10001:10001"
 
@@ -40,7 +40,7 @@ def image(request):
 
 
 def tag(env: str) -> str:
-    return pypi_env.python_tag(MANIFEST, env)
+    return pixi_toml.python_tag(MANIFEST, env)
 
 
 def run_in_image(name: str, model: str, out: str, *extra: str) -> subprocess.CompletedProcess:
@@ -85,7 +85,7 @@ def test_test_pickle_gives_the_same_csv_as_a_local_run(image, tmp_path, suffix):
     assert run_locally(env, model, local).returncode == 0
     assert only_csv(in_docker) == only_csv(local)
     with open(os.path.join(in_docker, "report.json")) as handle:
-        assert json.load(handle)["python"] == pypi_env.python_minor(MANIFEST, env)
+        assert json.load(handle)["python"] == pixi_toml.python_minor(MANIFEST, env)
 
 
 def test_first_log_line_names_the_git_ref(image, tmp_path):
@@ -93,7 +93,7 @@ def test_first_log_line_names_the_git_ref(image, tmp_path):
     ref = docker("image", "inspect", "-f", "{{ index .Config.Labels \"org.opencontainers.image.revision\" }}",
                  name).stdout.strip()
     result = run_in_image(name, f"model_{tag(env)}.pkl", writable_dir(tmp_path, "out"))
-    assert f"Running numerai-predict:{ref} Python {pypi_env.python_minor(MANIFEST, env)}" in result.stderr
+    assert f"Running numerai-predict:{ref} Python {pixi_toml.python_minor(MANIFEST, env)}" in result.stderr
 
 
 def test_pickle_from_another_python_is_explained_in_the_image(image, tmp_path):
@@ -109,7 +109,7 @@ def test_oci_labels(image):
     env, name = image
     labels = json.loads(docker("image", "inspect", "-f", "{{ json .Config.Labels }}", name).stdout)
     assert labels["org.numerai.predict.environment"] == f"{env}-runtime"
-    assert labels["org.numerai.predict.python-version"] == pypi_env.python_minor(MANIFEST, env)
+    assert labels["org.numerai.predict.python-version"] == pixi_toml.python_minor(MANIFEST, env)
     assert labels["org.opencontainers.image.source"].startswith("https://")
     assert re.fullmatch(r"[0-9a-f]{12}|dev", labels["org.opencontainers.image.revision"])
 

@@ -52,9 +52,6 @@ def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(t
     for name in tracked_files():
         os.makedirs(copy / os.path.dirname(name), exist_ok=True)
         shutil.copy2(os.path.join(ROOT, name), copy / name)
-    shared = os.path.join(ROOT, "..", "shared")
-    if os.path.isdir(shared):
-        os.symlink(os.path.abspath(shared), tmp_path / "shared")
     git(copy, "init", "-q")
     git(copy, "add", "-A")
     git(copy, "commit", "-qm", "copy")
@@ -63,10 +60,10 @@ def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(t
     (copy / "pixi.toml").write_text(add_python(manifest, NEW))
 
     # The workflows' matrices, the image names and the test-all task follow.
-    listed = json.loads(run(copy, "containers/pypi_env.py", "pythons").stdout)
+    listed = json.loads(run(copy, "containers/manifest.py", "pythons").stdout)
     assert listed[-1] == NEW
-    image = run(copy, "-c", "import sys; sys.path.insert(0, 'containers'); import images, pypi_env; "
-                      f"print(images.image_name(pypi_env.load_manifest(), '{NEW}'))").stdout.strip()
+    image = run(copy, "-c", "import sys; sys.path.insert(0, 'containers'); import images, manifest; "
+                      f"print(images.image_name(manifest.load(), '{NEW}'))").stdout.strip()
     assert image == "numerai_predict_py_3_14"
 
     # What is left is generated: the PyPI locks ...

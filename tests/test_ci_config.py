@@ -59,7 +59,7 @@ def test_workflow_matrices_come_from_pixi_toml(name):
     with open(os.path.join(ROOT, ".github", "workflows", name)) as handle:
         workflow = yaml.safe_load(handle)
     steps = workflow["jobs"]["pythons"]["steps"]
-    assert any("containers/pypi_env.py pythons" in step.get("run", "") for step in steps)
+    assert any("containers/manifest.py pythons" in step.get("run", "") for step in steps)
     matrices = [job["strategy"]["matrix"] for job in workflow["jobs"].values() if "strategy" in job]
     assert matrices
     for matrix in matrices:
@@ -69,8 +69,8 @@ def test_workflow_matrices_come_from_pixi_toml(name):
 def test_pythons_command_lists_pixi_toml_environments():
     import json
 
-    import pypi_env
+    import manifest as pixi_toml
 
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "containers", "pypi_env.py"), "pythons"],
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "containers", "manifest.py"), "pythons"],
                             capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == pypi_env.python_environments(pypi_env.load_manifest())
+    assert json.loads(result.stdout) == pixi_toml.python_environments(pixi_toml.load())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import manifest as pixi_toml
 import pypi_env
 import pytest
 from conftest import ROOT
@@ -26,11 +27,11 @@ NUMERAI_PREDICT_MINORS = {
 
 @pytest.fixture(scope="module")
 def manifest():
-    return pypi_env.load_manifest()
+    return pixi_toml.load()
 
 
 def python_envs(manifest):
-    return pypi_env.python_environments(manifest)
+    return pixi_toml.python_environments(manifest)
 
 
 def test_manifest_matches_pixis_schema(manifest):
@@ -49,7 +50,7 @@ def test_manifest_matches_pixis_schema(manifest):
 
 def test_every_environment_pins_exactly_one_python(manifest):
     features = manifest["feature"]
-    for env, names in pypi_env.environments(manifest).items():
+    for env, names in pixi_toml.environments(manifest).items():
         pins = [features[n]["dependencies"]["python"] for n in names if "python" in features[n].get("dependencies", {})]
         assert len(pins) == 1, f"{env} pins python {len(pins)} times"
         assert re.fullmatch(r"3\.1\d\.\*", pins[0]), f"{env} pins python as {pins[0]!r}"
@@ -60,7 +61,7 @@ def test_python_environments_cover_numerai_and_pin_their_own_python(manifest):
     envs = python_envs(manifest)
     assert {"py310", "py311", "py312", "py313"} <= set(envs)
     for env in envs:
-        assert pypi_env.python_minor(manifest, env) == f"3.{env[3:]}"
+        assert pixi_toml.python_minor(manifest, env) == f"3.{env[3:]}"
 
 
 def test_runtime_environments_share_the_tested_solve(manifest):
@@ -79,7 +80,7 @@ def test_test_all_covers_every_python_environment(manifest):
 
 def test_pickle_sensitive_packages_match_numerai_predict(manifest):
     for env, minors in NUMERAI_PREDICT_MINORS.items():
-        deps = pypi_env.merged(manifest, env, "dependencies")
+        deps = pixi_toml.merged(manifest, env, "dependencies", "linux-64")
         for package, minor in minors.items():
             spec = deps[package]["version"] if isinstance(deps[package], dict) else deps[package]
             assert spec == f"{minor}.*", f"{env}: {package} is {spec}, numerai-predict has {minor}"
@@ -102,17 +103,17 @@ def test_pypi_locks_are_fresh(manifest):
 
 def test_stale_lock_is_detected(manifest):
     changed = dict(manifest, dependencies=dict(manifest["dependencies"], polars="1.0.*"))
-    assert set(pypi_env.stale_locks(changed)) == {e for e in pypi_env.environments(manifest) if e != "default"}
+    assert set(pypi_env.stale_locks(changed)) == {e for e in pixi_toml.environments(manifest) if e != "default"}
 
 
 def test_tensorflow_gaps_are_per_platform(manifest):
     """conda-forge TensorFlow only on linux for 3.10-3.12; py313 takes PyPI's; macOS goes without."""
     for env in ["py310", "py311", "py312"]:
-        assert "tensorflow-cpu" in pypi_env.merged(manifest, env, "dependencies", "linux-64")
-        assert "tensorflow-cpu" not in pypi_env.merged(manifest, env, "dependencies", "osx-arm64")
-    assert "tensorflow-cpu" in pypi_env.merged(manifest, "py313", "pypi-dependencies", "linux-64")
-    assert "tensorflow" in pypi_env.merged(manifest, "py313", "pypi-dependencies", "linux-aarch64")
-    assert not any("tensorflow" in n for n in pypi_env.merged(manifest, "py313", "pypi-dependencies", "osx-arm64"))
+        assert "tensorflow-cpu" in pixi_toml.merged(manifest, env, "dependencies", "linux-64")
+        assert "tensorflow-cpu" not in pixi_toml.merged(manifest, env, "dependencies", "osx-arm64")
+    assert "tensorflow-cpu" in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "linux-64")
+    assert "tensorflow" in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "linux-aarch64")
+    assert not any("tensorflow" in n for n in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "osx-arm64"))
 
 
 def test_every_task_in_readme_exists(manifest):

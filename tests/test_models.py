@@ -28,11 +28,11 @@ def predict_cli(model, out_dir):
 
 def test_every_python_has_both_pickles():
     """Each environment of pixi.toml has its 2-argument and legacy test pickle."""
-    import pypi_env
+    import manifest as pixi_toml
 
-    manifest = pypi_env.load_manifest()
-    for env in pypi_env.python_environments(manifest):
-        tag = pypi_env.python_tag(manifest, env)
+    manifest = pixi_toml.load()
+    for env in pixi_toml.python_environments(manifest):
+        tag = pixi_toml.python_tag(manifest, env)
         for suffix in ["", "_legacy"]:
             assert os.path.isfile(os.path.join(MODELS, f"model_{tag}{suffix}.pkl")), f"{env}: model_{tag}{suffix}.pkl"
 
