@@ -17,10 +17,10 @@ import tempfile
 
 from timing import alternate, timed
 
+import images  # containers/, on PYTHONPATH from the bench-image task
+import manifest as pixi_toml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "containers"))
-import images  # noqa: E402
-import manifest as pixi_toml  # noqa: E402
 
 
 def docker_size(image: str) -> int:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 
+import model_zoo
+import numerai_data
 import pytest
+from servers import ScriptedServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "containers"))
-
-import model_zoo  # noqa: E402
-import numerai_data  # noqa: E402
-from servers import ScriptedServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -20,9 +20,10 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
+# Run as a script: its own folder (tests/) is first on sys.path.
+from numerai_data import benchmark_models, live_features, training_data
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from numerai_data import benchmark_models, live_features, training_data  # noqa: E402
 
 MODELS = os.path.join(HERE, "models")
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")

@@ -62,7 +62,7 @@ def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(t
     # The workflows' matrices, the image names and the test-all task follow.
     listed = json.loads(run(copy, "containers/manifest.py", "pythons").stdout)
     assert listed[-1] == NEW
-    image = run(copy, "-c", "import sys; sys.path.insert(0, 'containers'); import images, manifest; "
+    image = run(copy / "containers", "-c", "import images, manifest; "
                       f"print(images.image_name(manifest.load(), '{NEW}'))").stdout.strip()
     assert image == "numerai_predict_py_3_14"
 
