@@ -15,10 +15,9 @@ import subprocess
 import sys
 import tempfile
 
-from timing import alternate, timed
-
 import images  # containers/, on PYTHONPATH from the bench-image task
 import manifest as pixi_toml
+from timing import alternate, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

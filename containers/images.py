@@ -6,6 +6,13 @@
     containers/images.py push CHANNEL [ENV ...]    push :{git sha} and :CHANNEL (latest or stable) to IMAGE_REPO
     containers/images.py shell ENV                 an interactive shell in the image
 
+What the images workflow runs, one platform per runner (IMAGE_REPO required):
+
+    containers/images.py publish ENV               push :{git sha}-{arch} of this machine's build
+    containers/images.py merge ENV                 :{git sha}, and the channels of GITHUB_REF / STABLE,
+                                                   as one multi-arch manifest of the published arches
+    containers/images.py pull ENV                  pull :{git sha} and tag it :latest for test-images
+
 ENV is a Python environment of pixi.toml (py310 ... py313); the image ships its
 ``-runtime`` twin (same solve, no test tools). Under pixi the environment is
 installed by pixi inside the build (ENV_SOURCE=pixi); under the PyPI twin
@@ -44,8 +51,13 @@ def python_envs(manifest: dict) -> list[str]:
     return pixi_toml.python_environments(manifest)
 
 
+def image_repo() -> str:
+    """IMAGE_REPO, lower-cased as registries require (GitHub owners may have capitals)."""
+    return os.environ.get("IMAGE_REPO", "").rstrip("/").lower()
+
+
 def image_name(manifest: dict, env: str) -> str:
-    repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
+    repo = image_repo()
     return f"{repo + '/' if repo else ''}{pixi_toml.image_basename(manifest, env)}"
 
 
@@ -97,7 +109,9 @@ def link_tree(source: str, dest: str) -> None:
 def build(manifest: dict, env: str) -> str:
     context, source = build_context(manifest, env)
     name, ref = image_name(manifest, env), git_ref()
-    command = [docker(), "build", "--network", "none", "-f", DOCKERFILE,
+    # The prebuilt context needs nothing from outside; `pixi install` inside the build does.
+    network = ["--network", "none"] if source == "prebuilt" else []
+    command = [docker(), "build", *network, "-f", DOCKERFILE,
                "--build-arg", f"ENV_NAME={env}-runtime", "--build-arg", f"ENV_SOURCE={source}",
                "--build-arg", f"PYTHON_VERSION={pixi_toml.python_minor(manifest, env)}",
                "--build-arg", f"GIT_REF={ref}", "-t", f"{name}:{ref}", "-t", f"{name}:latest", context]
@@ -115,10 +129,7 @@ def push(manifest: dict, channel: str, envs: list[str]) -> None:
     pointing at a mix of old and new images, and nothing starts before all checks pass."""
     if channel not in ("latest", "stable"):
         raise ImageError(f"channel must be latest or stable, not {channel!r}")
-    repo = os.environ.get("IMAGE_REPO", "").rstrip("/")
-    if not repo:
-        raise ImageError("set IMAGE_REPO (e.g. ghcr.io/numerai) to say where to push")
-    check_credentials(repo.split("/")[0])
+    check_credentials(required_repo().split("/")[0])
     ref = git_ref()
     plan = []
     for env in envs:
@@ -136,6 +147,65 @@ def push(manifest: dict, channel: str, envs: list[str]) -> None:
     for _, target in plan:
         checked_docker("push", f"{target}:{channel}")
         print(f"pushed {target}:{ref} as :{channel}")
+
+
+def required_repo() -> str:
+    repo = image_repo()
+    if not repo:
+        raise ImageError("set IMAGE_REPO (e.g. ghcr.io/numerai) to say where to push")
+    return repo
+
+
+# Docker's names of the platforms images are built for, by `uname -m`.
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def publish(manifest: dict, env: str) -> str:
+    """Push this machine's build of ENV as :{sha}-{arch}, for `merge` to gather."""
+    check_credentials(required_repo().split("/")[0])
+    target, ref = image_name(manifest, env), git_ref()
+    arch_tag = f"{target}:{ref}-{ARCHES.get(os.uname().machine, os.uname().machine)}"
+    checked_docker("tag", f"{target}:{ref}", arch_tag)
+    checked_docker("push", arch_tag)
+    return arch_tag
+
+
+def channels(ref: str, stable: str) -> list[str]:
+    """:latest for main, and :stable for a v* tag or a run asked to mark it stable."""
+    chosen = ["latest"] if ref == "refs/heads/main" else []
+    if stable == "true" or ref.startswith("refs/tags/v"):
+        chosen.append("stable")
+    return chosen
+
+
+def merge(manifest: dict, env: str) -> list[str]:
+    """One multi-arch :{sha} (and channel tags) from the arches `publish` pushed."""
+    repo = required_repo()
+    check_credentials(repo.split("/")[0])
+    target, ref = image_name(manifest, env), git_ref()
+    insecure = ["--insecure"] if is_loopback(repo) else []  # a registry on this machine speaks plain HTTP
+    sources = [f"{target}:{ref}-{arch}" for arch in ARCHES.values()
+               if run_docker("manifest", "inspect", *insecure, f"{target}:{ref}-{arch}").returncode == 0]
+    if not sources:
+        raise ImageError(f"no {target}:{ref}-<arch> was published: run `images.py publish {env}` first")
+    tags = [ref, *channels(os.environ.get("GITHUB_REF", ""), os.environ.get("STABLE", ""))]
+    for tag in tags:
+        checked_docker("manifest", "create", *insecure, "--amend", f"{target}:{tag}", *sources)
+        checked_docker("manifest", "push", *insecure, "--purge", f"{target}:{tag}")
+    return [f"{target}:{tag}" for tag in tags]
+
+
+def is_loopback(repo: str) -> bool:
+    host = repo.split("/")[0].rsplit(":", 1)[0]
+    return host in ("localhost", "[::1]") or host.startswith("127.")
+
+
+def pull(manifest: dict, env: str) -> str:
+    """The published :{sha}, tagged :latest here so `test` checks exactly it."""
+    target, ref = image_name(manifest, env), git_ref()
+    checked_docker("pull", f"{target}:{ref}")
+    checked_docker("tag", f"{target}:{ref}", f"{target}:latest")
+    return f"{target}:{ref}"
 
 
 def check_credentials(registry: str) -> None:
@@ -175,8 +245,9 @@ def test(envs: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("build", "test", "push", "shell") or (argv[0] in ("push", "shell")
-                                                                       and len(argv) < 2):
+    per_env = {"publish": publish, "merge": merge, "pull": pull}
+    if not argv or argv[0] not in ("build", "test", "push", "shell", *per_env) or (
+            argv[0] in ("push", "shell", *per_env) and len(argv) < 2):
         print(__doc__, file=sys.stderr)
         return 2
     manifest = pixi_toml.load()
@@ -198,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if command == "shell":
             return shell(manifest, envs[0])
+        if command in per_env:
+            for env in envs:
+                print(per_env[command](manifest, env))
+            return 0
         return test(envs)
     except (ImageError, pixi_toml.ManifestError) as exc:
         print(f"images: error: {exc}", file=sys.stderr)

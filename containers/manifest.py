@@ -15,8 +15,9 @@ import json
 import os
 import re
 import sys
-import tomllib
 from typing import Any
+
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(ROOT, "pixi.toml")
@@ -173,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         locked = os.path.exists(os.path.join(ROOT, "pixi.lock"))
         if not locked:
             # A workflow notice: jobs that need the lock are skipped, visibly.
-            print("::notice title=pixi.lock does not exist yet::Jobs that need it are skipped. The lock "
-                  "workflow creates it and opens a pull request; merging it enables them.")
+            print("::notice title=pixi.lock does not exist yet::Tests solve pixi.toml afresh and images are "
+                  "skipped until the lock workflow's pull request (which creates pixi.lock) is merged.")
         github_output({"locked": json.dumps(locked)})
         return 0
     if argv == ["requires-pixi"]:

@@ -1,0 +1,214 @@
+"""The GitHub workflows, replayed here on a fresh copy of the repository with
+nothing beside it, as a push to main would run them (tests/workflow_replay.py),
+with `pixi` answered by the PyPI twin (containers/pixi_shim.py).
+
+The images workflow pushes to a real registry (Debian's docker-registry) on
+127.0.0.1, pulls back what it pushed and tests it; it needs a Docker engine and
+runs in one environment only (marker `slow`, task test-slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import manifest as pixi_toml
+import pytest
+import workflow_replay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def repository_files() -> list[str]:
+    """What a clone of the current work holds: tracked and untracked-but-not-ignored files."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    return [f for f in listed.splitlines() if os.path.isfile(os.path.join(ROOT, f))]
+
+
+def fresh_clone(folder) -> tuple[str, str]:
+    """A repository of this work with one commit, alone in ``folder``; returns (path, sha)."""
+    repo = os.path.join(folder, "numerai-predict")
+    for name in repository_files():
+        os.makedirs(os.path.join(repo, os.path.dirname(name)), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), os.path.join(repo, name))
+    env = dict(os.environ, GIT_AUTHOR_NAME="replay", GIT_AUTHOR_EMAIL="replay@localhost",
+               GIT_COMMITTER_NAME="replay", GIT_COMMITTER_EMAIL="replay@localhost")
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "replayed push"]):
+        subprocess.run(["git", *command], cwd=repo, env=env, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return repo, sha
+
+
+def runner_path(shim_dir: str) -> str:
+    """PATH as a runner has it: the pixi shim first, and none of the twin environment
+    this test runs in (a runner's python3 is the system's, not an environment's)."""
+    prefix = os.environ.get("CONDA_PREFIX")
+    parts = [p for p in os.environ["PATH"].split(os.pathsep) if not (prefix and p.startswith(prefix))]
+    return os.pathsep.join([shim_dir, *parts])
+
+
+@pytest.fixture(scope="module")
+def push(tmp_path_factory):
+    """A fresh clone (nothing beside it) and a replay of a push of it to main."""
+    folder = tmp_path_factory.mktemp("replay")
+    repo, sha = fresh_clone(str(folder))
+    shim_dir = folder / "bin"
+    shim_dir.mkdir()
+    os.symlink(os.path.join(repo, "containers", "pixi_shim.py"), shim_dir / "pixi")
+    temp = folder / "runner-temp"
+    temp.mkdir()
+    replay = workflow_replay.Replay(workspace=repo, temp=str(temp), path=runner_path(str(shim_dir)), sha=sha)
+    return replay
+
+
+def outcomes(replay, workflow: str) -> dict[tuple[str, str], str]:
+    return {(r.job, r.step): r.outcome for r in replay.results if r.workflow == workflow}
+
+
+def explain(replay) -> str:
+    return "\n".join(r.line() for r in replay.results) + "\n\n" + "\n".join(replay.log[-5:])
+
+
+def test_replayed_push_has_a_40_character_sha_and_nothing_beside_the_clone(push):
+    assert re.fullmatch(r"[0-9a-f]{40}", push.sha)
+    assert set(os.listdir(os.path.dirname(push.workspace))) == {"numerai-predict", "bin", "runner-temp"}
+
+
+def test_tests_workflow_replays_on_first_push(push):
+    """tests.yml on a push before pixi.lock exists: the Python list from pixi.toml,
+    a notice that the lock is missing, lint and types clean, and the test step of
+    every environment (pytest collecting the suite: test-all runs it in full)."""
+    push.extra_env = {"PYTEST_ADDOPTS": "--collect-only -q"}
+    try:
+        jobs = push.run_workflow("tests.yml")
+    finally:
+        push.extra_env = {}
+    seen = outcomes(push, "tests.yml")
+    pythons = pixi_toml.python_environments(pixi_toml.load())
+    assert json.loads(jobs["pythons"]["outputs"]["list"]) == pythons, explain(push)
+    assert all(outcome in ("passed", "github-only") for outcome in seen.values()), explain(push)
+    for env in pythons:
+        assert seen[(f"test ({env})", "Test")] == "passed"
+    assert seen[("lint", "Lint (ruff, actionlint, zizmor, hadolint, requires-pixi)")] == "passed"
+    assert seen[("lint", "Type check (mypy, strict)")] == "passed"
+    assert any("pixi.lock does not exist yet" in entry for entry in push.log), "no notice about the missing lock"
+
+
+def test_lock_workflow_fails_as_pixi_does_without_conda_forge(push):
+    """lock.yml's step runs `pixi lock`; here it must say it cannot reach conda-forge,
+    and the pull request step (GitHub-only) is then skipped."""
+    jobs = push.run_workflow("lock.yml")
+    seen = outcomes(push, "lock.yml")
+    assert jobs["lock"]["result"] == "failure"
+    assert seen[("lock", "Create or update pixi.lock")] == "failed"
+    assert "cannot reach conda-forge" in push.log[-1]
+    assert seen[("lock", "peter-evans/create-pull-request@271a8d0340265f705b14b6d32b9829c1cb33d45e")] == "skipped"
+
+
+def test_images_workflow_is_skipped_with_a_notice_before_the_lock_exists(push):
+    jobs = push.run_workflow("images.yml")
+    assert jobs["pythons"]["result"] == "success"
+    assert jobs["pythons"]["outputs"]["locked"] == "false"
+    assert all(jobs[j]["result"] == "skipped" for j in ("build", "merge", "test")), explain(push)
+    assert any("pixi.lock does not exist yet" in entry for entry in push.log)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry (the reference registry) on 127.0.0.1."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.path.exists(binary):
+        pytest.fail("docker-registry is not installed (apt-get install docker-registry; .ci/run does)")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                      f"    rootdirectory: {tmp_path / 'storage'}\n  delete:\n    enabled: true\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("docker-registry did not start")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def docker_cli() -> str:
+    return os.environ.get("DOCKER", "docker")
+
+
+@pytest.mark.slow
+def test_images_workflow_builds_pushes_merges_pulls_and_tests(push, registry, tmp_path):
+    """images.yml as it runs once the lock pull request is merged (no lock is made
+    here: the `pythons` job's `locked` output is set to true, which is all the
+    workflow reads of it), for this machine's platform and one environment: build,
+    push :sha-arch to the registry on 127.0.0.1, merge into :sha and :latest,
+    pull back and run the image tests."""
+    if subprocess.run([docker_cli(), "info"], capture_output=True).returncode:
+        pytest.fail("no Docker engine answers: .ci/run starts one")
+    env = os.environ.get("REPLAY_IMAGE_ENV", "py311")
+    machine = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}.get(os.uname().machine)
+
+    def keep(job: str, combination: dict) -> str:
+        if combination.get("environment") not in (None, env):
+            return f"one environment ({env}) replayed here to keep CI short"
+        if combination.get("platform") not in (None, machine):
+            return f"needs a {combination['platform']} runner"
+        return ""
+
+    push.keep_matrix = keep
+    push.rewrite = {"ghcr.io": registry}
+    push.extra_env = {"DOCKER_CONFIG": str(tmp_path / "docker-config"), "DOCKER": docker_cli()}
+    try:
+        push.override_outputs = {"pythons": {"locked": "true"}}
+        jobs = push.run_workflow("images.yml")
+    finally:
+        push.keep_matrix, push.rewrite, push.extra_env, push.override_outputs = None, {}, {}, {}
+    seen = outcomes(push, "images.yml")
+    assert all(jobs[j]["result"] == "success" for j in ("pythons", "build", "merge", "test")), explain(push)
+    assert seen[(f"build ({env}, {machine}, {runner_of(machine)})", "Push as :<sha>-<arch>")] == "passed"
+    # What the registry holds is what was tested: pull it by digest-free tag and run it offline.
+    image = f"{registry}/numerai/numerai_predict_py_{pixi_toml.python_tag(pixi_toml.load(), env)}:{push.sha[:12]}"
+    ran = subprocess.run([docker_cli(), "run", "--rm", "--network", "none", image, "--help"],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0 and "--model" in ran.stdout
+
+
+def runner_of(platform: str | None) -> str:
+    return {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}.get(platform or "", "")
+
+
+def test_replay_reads_outputs_and_expressions_like_a_runner():
+    """The replay itself: outputs, heredoc outputs, comparisons and matrix includes."""
+    context = {"needs": {"a": {"outputs": {"list": '["x", "y"]', "locked": "false"}}}, "github": {"sha": "ab"}}
+    evaluator = workflow_replay.Evaluator(context, ROOT)
+    assert evaluator.evaluate("needs.a.outputs.locked == 'true'") is False
+    assert evaluator.evaluate("needs.a.outputs.locked == 'false' && github.sha != ''") is True
+    assert evaluator.evaluate("fromJSON(needs.a.outputs.list)") == ["x", "y"]
+    assert evaluator.evaluate("hashFiles('pixi.toml') != ''") is True
+    assert evaluator.evaluate("hashFiles('no-such-file') != ''") is False
+    assert workflow_replay.read_key_values("a=1\nb<<EOF\nx\ny\nEOF\nc=3\n") == {"a": "1", "b": "x\ny", "c": "3"}
+    job = {"strategy": {"matrix": {"e": ["p1", "p2"], "platform": ["amd", "arm"],
+                                   "include": [{"platform": "amd", "runner": "r1"}]}}}
+    combos = workflow_replay.matrix(job, evaluator)
+    assert len(combos) == 4 and sum(c.get("runner") == "r1" for c in combos) == 2
+
