@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The PyPI twin of pixi.toml's environments, for machines without conda-forge.
 
-    containers/pypi_env.py lock [ENV ...]        resolve pixi.toml's specs with pip into containers/locks/
+    containers/pypi_env.py lock [--upgrade] [ENV ...]  resolve pixi.toml's specs with uv into containers/locks/
     containers/pypi_env.py check                 fail if a lock is stale against pixi.toml
     containers/pypi_env.py build [ENV ...]       build ENV's prefix from its lock (skipped when unchanged)
     containers/pypi_env.py run [-e ENV] TASK ... run a pixi task of pixi.toml in ENV, like `pixi run`
@@ -9,8 +9,12 @@
 
 An environment is a self-contained CPython prefix: a copy of a local CPython of
 the right minor (found through pyenv or PATH) with an empty site-packages,
-its libpython found relative to itself, and exactly the locked packages.
-Locks are for linux x86_64 and aarch64 (pip evaluates markers for this machine).
+its libpython found relative to itself, exactly the locked packages (hash-checked)
+and, in environments whose features ask for it, the workspace's own package
+installed editable from the checkout that runs the twin.
+Locks are for pixi's linux-64 specs and linux x86_64 wheels whatever machine
+makes them (`uv pip compile --python-platform`), so `check` is a pure function of
+pixi.toml and the lock files.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+from functools import cache
 
-from manifest import Manifest, ManifestError, environments, load, python_environments, python_minor
+from manifest import Manifest, ManifestError, environments, load, python_minor
 from manifest import merged as manifest_merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,9 +41,15 @@ LOCK_DIR = os.path.join(ROOT, "containers", "locks")
 # Outside the checkout, so every clone (and CI) reuses environments whose lock is unchanged.
 ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict", "envs")
-PLATFORM = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}.get(os.uname().machine, "linux-64")
+# The twin locks pixi's linux-64 specs for x86_64 wheels, on any machine: uv resolves
+# for a target instead of for the interpreter running it. manylinux_2_28 reproduces
+# what pip chose on debian:bookworm (glibc 2.36), the images' base.
+LOCK_PLATFORM = "linux-64"
+UV_PLATFORM = "x86_64-manylinux_2_28"
+MACHINE = "x86_64"
+UV_VERSION = "0.13.9"  # installed with pip when neither `uv` nor `python3 -m uv` exists
 STAMP = ".pypi-twin-stamp"
-BUILDER_VERSION = "2"  # bump when the way environments are built changes
+BUILDER_VERSION = "3"  # bump when the way environments are built changes
 # Parts of a CPython install that an environment does not need.
 TRIM = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests", "lib-dynload/_tkinter")
 # Libraries every Debian base image has (glibc, the C++ runtime, zlib); any other
@@ -53,8 +65,8 @@ class TwinError(Exception):
 
 
 def merged(manifest: Manifest, env: str, table: str) -> dict:
-    """An environment's dependencies on this machine's platform."""
-    return manifest_merged(manifest, env, table, PLATFORM)
+    """An environment's dependencies on the twin's platform (linux-64, whatever the machine)."""
+    return manifest_merged(manifest, env, table, LOCK_PLATFORM)
 
 
 def conda_to_pip(spec) -> str:
@@ -84,6 +96,8 @@ def requirements(manifest: dict, env: str) -> list[str]:
             continue
         reqs[names.get(name, name)] = conda_to_pip(spec)
     for name, spec in merged(manifest, env, "pypi-dependencies").items():
+        if name in path_dependencies(manifest, env):  # installed from the checkout, not locked
+            continue
         version = spec.get("version", "*") if isinstance(spec, dict) else spec
         reqs[name] = "" if version.strip() == "*" else version.strip()
     for name, spec in pins.items():
@@ -91,8 +105,24 @@ def requirements(manifest: dict, env: str) -> list[str]:
     return [f"{name}{spec}" for name, spec in sorted(reqs.items())]
 
 
+def path_dependencies(manifest: dict, env: str) -> dict[str, dict]:
+    """The environment's pypi-dependencies given by path (the workspace's own package)."""
+    return {name: spec for name, spec in merged(manifest, env, "pypi-dependencies").items()
+            if isinstance(spec, dict) and "path" in spec}
+
+
+def excluded(manifest: dict, env: str) -> list[str]:
+    """PyPI names the environment goes without ([tool.pypi-twin.skip]): no dependency may bring them back
+    (PyPI's torch for other Pythons than 3.11 is a multi-GB CUDA build)."""
+    twin = manifest.get("tool", {}).get("pypi-twin", {})
+    names = twin.get("names", {})
+    return sorted(names.get(name, name) for name, envs in twin.get("skip", {}).items() if twin_name(env) in envs)
+
+
 def spec_digest(manifest: dict, env: str) -> str:
-    text = f"python {python_minor(manifest, env)}\n" + "\n".join(requirements(manifest, env))
+    """What a lock was made from: Python minor, target platform, requirements and exclusions."""
+    text = (f"python {python_minor(manifest, env)}\nplatform {LOCK_PLATFORM} {UV_PLATFORM}\n"
+            + "\n".join(requirements(manifest, env)) + "\nexcluded " + " ".join(excluded(manifest, env)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -124,6 +154,58 @@ def runs(python: str, minor: str) -> bool:
     return result.returncode == 0 and result.stdout.strip() == minor
 
 
+def python_version(python: str) -> str:
+    """An interpreter's full version, '3.11.7'."""
+    probe = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def lock_python(manifest: dict, env: str) -> str:
+    """The Python to resolve for: the local CPython environments are built from, as
+    requires-python may name a patch (soupsieve 4.1 needs 3.11.5); else the minor alone."""
+    minor = python_minor(manifest, env)
+    try:
+        return python_version(find_python(minor))
+    except TwinError:
+        return minor
+
+
+# ---- uv ------------------------------------------------------------------------
+
+
+@cache
+def uv() -> list[str]:
+    """The uv command: on PATH, else this Python's module, installed with pip once when absent."""
+    on_path = shutil.which("uv")
+    if on_path:
+        return [on_path]
+    module = [sys.executable, "-m", "uv"]
+    if subprocess.run([*module, "--version"], capture_output=True).returncode != 0:
+        print(f"pypi_env: installing uv {UV_VERSION} into {sys.executable} (pip)", file=sys.stderr)
+        # -qq: only errors (a site-wide pip configuration may warn once per index and package).
+        run_checked([sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check",
+                     f"uv=={UV_VERSION}"], "installing uv")
+    return module
+
+
+@cache
+def find_links() -> tuple[str, ...]:
+    """pip's find-links directories that exist (uv does not read pip's configuration):
+    this workplace keeps its CPU torch wheel there."""
+    values = os.environ.get("PIP_FIND_LINKS", "").split()
+    result = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    for found in re.findall(r"find-links='([^']*)'", result.stdout):
+        values += found.split()
+    folders = (v.removeprefix("file://") for v in values)
+    return tuple(dict.fromkeys(f for f in folders if os.path.isdir(f)))
+
+
+def uv_pip(*args: str) -> list[str]:
+    """A quiet `uv pip` command that ignores uv configuration files and sees pip's find-links."""
+    links = [arg for folder in find_links() for arg in ("--find-links", folder)]
+    return [*uv(), "pip", *args, "--quiet", "--no-config", *links]
+
+
 # ---- locks -------------------------------------------------------------------
 
 
@@ -131,35 +213,50 @@ def lock_path(env: str) -> str:
     return os.path.join(LOCK_DIR, f"{env}.txt")
 
 
-def lock(manifest: dict, env: str) -> None:
-    """Resolve the environment's requirements with pip's resolver, for its Python."""
-    python = find_python(python_minor(manifest, env))
+def compile_command(manifest: dict, env: str, python: str, reqs: str, exclusions: str, out: str) -> list[str]:
+    """`uv pip compile` of an environment for linux x86_64, with every distribution's hash."""
+    command = uv_pip("compile", "--generate-hashes", "--no-header", "--no-annotate", "--python-version", python,
+                     "--python-platform", UV_PLATFORM, "--constraint", exclusions, "--output-file", out, reqs)
+    base = twin_name(env)
+    if base != env:  # a runtime environment shares its tested twin's versions (solve-group)
+        command += ["--constraint", lock_path(base)]
+    return command
+
+
+def lock(manifest: dict, env: str, upgrade: bool = False) -> None:
+    """Resolve the environment's requirements with uv into a hashed lock."""
+    python = lock_python(manifest, env)
     with tempfile.TemporaryDirectory() as work:
-        reqs = os.path.join(work, "requirements.in")
+        reqs, exclusions, out = (os.path.join(work, name) for name in ("requirements.in", "excluded.txt", "lock.txt"))
         with open(reqs, "w") as handle:
             handle.write("\n".join(requirements(manifest, env)) + "\n")
-        command = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                   "--report", os.path.join(work, "report.json"), "-r", reqs]
-        base = twin_name(env)
-        if base != env:  # a runtime environment shares its tested twin's versions (solve-group)
-            command += ["-c", lock_path(base)]
-        run_checked(command, f"resolving {env}")
-        with open(os.path.join(work, "report.json")) as handle:
-            report = json.load(handle)
-    pins = sorted(f"{normalize(item['metadata']['name'])}=={item['metadata']['version']}"
-                  for item in report["install"])
+        with open(exclusions, "w") as handle:  # '<0' matches no release: resolving fails rather than pull one
+            handle.write("".join(f"{name}<0\n" for name in excluded(manifest, env)))
+        if os.path.exists(lock_path(env)) and not upgrade:
+            # uv prefers the versions of an existing output file: a re-lock moves only what the specs moved.
+            shutil.copy(lock_path(env), out)
+        run_checked(compile_command(manifest, env, python, reqs, exclusions, out), f"resolving {env}")
+        with open(out) as handle:
+            body = handle.read()
+    count = write_lock(manifest, env, python, body)
+    print(f"locked {env}: {count} packages for Python {python} -> {os.path.relpath(lock_path(env), ROOT)}")
+
+
+def write_lock(manifest: dict, env: str, python: str, body: str) -> int:
+    """Write a lock with the header `check` and `build` read; returns its package count."""
+    body = "".join(line for line in body.splitlines(keepends=True) if not line.startswith("#"))
     os.makedirs(LOCK_DIR, exist_ok=True)
     with open(lock_path(env), "w") as handle:
         handle.write(f"# PyPI twin of pixi environment {env}: generated by containers/pypi_env.py lock, "
                      "do not edit.\n"
-                     f"# python: {python_minor(manifest, env)}\n# spec: {spec_digest(manifest, env)}\n")
-        handle.write("\n".join(pins) + "\n")
-    print(f"locked {env}: {len(pins)} packages -> {os.path.relpath(lock_path(env), ROOT)}")
+                     f"# python: {python}\n# platform: {UV_PLATFORM}\n# spec: {spec_digest(manifest, env)}\n")
+        handle.write(body)
+    return len(locked_packages(body))
 
 
-def normalize(name: str) -> str:
-    """A distribution name in PEP 503 form."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def locked_packages(text: str) -> list[str]:
+    """The `name==version` pins of a lock."""
+    return re.findall(r"^([A-Za-z0-9][\w.-]*==[^\s;\\]+)", text, re.MULTILINE)
 
 
 def lock_header(env: str) -> dict[str, str]:
@@ -206,25 +303,85 @@ def build(manifest: dict, env: str) -> str:
         raise TwinError(f"containers/locks/{env}.txt is missing or stale: run containers/pypi_env.py lock {env}")
     prefix, digest = env_path(env), build_digest(env)
     stamp = os.path.join(prefix, STAMP)
-    if os.path.exists(stamp) and open(stamp).read() == digest:
-        return prefix
-    print(f"building {env} in {prefix}", file=sys.stderr)
-    shutil.rmtree(prefix, ignore_errors=True)
+    if not (os.path.exists(stamp) and open(stamp).read() == digest):
+        build_prefix(manifest, env, prefix)
+        with open(stamp, "w") as handle:
+            handle.write(digest)
+    install_path_dependencies(manifest, env, prefix)
+    return prefix
+
+
+def build_prefix(manifest: dict, env: str, prefix: str) -> None:
+    """A fresh prefix: a CPython copy with an empty site-packages, the lock installed, libraries bundled."""
+    if os.uname().machine != MACHINE:
+        raise TwinError(f"the PyPI twin's locks are for linux {MACHINE}, this machine is {os.uname().machine}")
     base = find_python(python_minor(manifest, env))
+    locked, local = lock_header(env).get("python", ""), python_version(base)
+    if version_key(local) < version_key(locked):
+        raise TwinError(f"{env} is locked for Python {locked}; the newest local CPython is {local}")
+    step = progress(env, 4)
+    step(f"copying CPython {local} into {prefix}")
+    shutil.rmtree(prefix, ignore_errors=True)
     copy_python(base, prefix)
     python = env_python(manifest, env)
-    # The base interpreter's pip installs into the copy, which itself gets no pip.
-    run_checked([base, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet",
-                 "--disable-pip-version-check", "--no-warn-script-location", "--root-user-action=ignore",
-                 "-r", lock_path(env)],
-                f"installing {env}")
+    with open(lock_path(env)) as handle:
+        count = len(locked_packages(handle.read()))
+    step(f"installing {count} packages")
+    # uv installs into the copy (which itself gets no pip) and checks every hash; copies, as
+    # links into uv's cache would not survive the image build.
+    run_checked(uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy",
+                       "-r", lock_path(env)), f"installing {env}")
+    step("bundling system libraries")
     bundle_system_libs(prefix)
+    step("compiling bytecode")
     # Bytecode for everything, at build time: images are read-only and must start fast.
     run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
                 allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
-    with open(stamp, "w") as handle:
-        handle.write(digest)
-    return prefix
+
+
+def progress(env: str, steps: int):
+    """A printer of one numbered progress line per build step."""
+    count = iter(range(1, steps + 1))
+    return lambda what: print(f"building {env} ({next(count)}/{steps}): {what} ...", file=sys.stderr)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def install_path_dependencies(manifest: dict, env: str, prefix: str) -> None:
+    """Install the environment's path dependencies from the checkout running the twin. Prefixes are
+    shared by every clone (CI runs in a fresh one), so this runs whenever they point elsewhere."""
+    python = env_python(manifest, env)
+    for name, spec in path_dependencies(manifest, env).items():
+        source = os.path.normpath(os.path.join(ROOT, spec["path"]))
+        if installed_from(prefix, name) == source:
+            continue
+        editable = bool(spec.get("editable"))
+        print(f"{env}: installing {name} from {source}{' (editable)' if editable else ''} ...", file=sys.stderr)
+        command = uv_pip("install", "--python", python, "--no-deps", "--link-mode", "copy")
+        if site_packages_has(prefix, "setuptools"):  # the build backend is there: no download
+            command.append("--no-build-isolation")
+        run_checked([*command, *(["--editable", source] if editable else [source])], f"installing {name}")
+
+
+def site_packages_has(prefix: str, name: str) -> list[str]:
+    """The dist-info folders of a distribution installed in the prefix."""
+    pattern = re.sub(r"[-_.]+", "_", name).lower() + "-*.dist-info"
+    return glob.glob(os.path.join(prefix, "lib", "python3.*", "site-packages", pattern))
+
+
+def installed_from(prefix: str, name: str) -> str | None:
+    """The local folder a distribution was installed from (its direct_url.json), if any."""
+    for info in site_packages_has(prefix, name):
+        try:
+            with open(os.path.join(info, "direct_url.json")) as handle:
+                url = urllib.parse.urlparse(json.load(handle)["url"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if url.scheme == "file":
+            return os.path.normpath(urllib.parse.unquote(url.path))
+    return None
 
 
 def copy_python(python: str, prefix: str) -> None:
@@ -345,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_lock = sub.add_parser("lock", help="resolve environments from pixi.toml into containers/locks/")
+    p_lock.add_argument("--upgrade", action="store_true", help="newest versions, not the current lock's")
     p_lock.add_argument("envs", nargs="*", help="environments (default: every one)")
     sub.add_parser("check", help="exit 1 if any lock is stale against pixi.toml")
     p_build = sub.add_parser("build", help="build environments from their locks")
@@ -361,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lock":
             for env in lock_order(args.envs or named):
-                lock(manifest, env)
+                lock(manifest, env, args.upgrade)
         elif args.command == "check":
             stale = stale_locks(manifest)
             if stale:
