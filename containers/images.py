@@ -240,7 +240,9 @@ def test(envs: list[str]) -> int:
     import pytest
 
     os.environ["IMAGE_ENVS"] = ",".join(envs)
-    return pytest.main([os.path.join(HERE, "test_images.py"), "-v", "-p", "no:cacheprovider"])
+    # The images, then the Dockerfile's own failure handling (small local builds, no registry).
+    return pytest.main([os.path.join(HERE, "test_images.py"), os.path.join(HERE, "test_dockerfile.py"),
+                        "-v", "-p", "no:cacheprovider"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """The images, run as Numerai runs them: offline, read-only, as a non-root user.
 
 Run by `pixi run test-images [ENV ...]` (containers/images.py test) after the
-images were built; IMAGE_ENVS names the environments to check.
+images were built; IMAGE_ENVS names the environments to check. containers/ is on
+sys.path through pyproject.toml's pytest `pythonpath`.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 
+import images
+import manifest as pixi_toml
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import images  # noqa: E402
-import manifest as pixi_toml  # noqa: E402
+ROOT = images.ROOT
 
 MANIFEST = pixi_toml.load()
 ENVS = [e for e in os.environ.get("IMAGE_ENVS", "").split(",") if e] or images.python_envs(MANIFEST)
@@ -111,7 +109,20 @@ def test_oci_labels(image):
     assert labels["org.numerai.predict.environment"] == f"{env}-runtime"
     assert labels["org.numerai.predict.python-version"] == pixi_toml.python_minor(MANIFEST, env)
     assert labels["org.opencontainers.image.source"].startswith("https://")
-    assert re.fullmatch(r"[0-9a-f]{12}|dev", labels["org.opencontainers.image.revision"])
+    assert_revision_is_the_built_ref(env, name, labels["org.opencontainers.image.revision"])
+
+
+def assert_revision_is_the_built_ref(env: str, name: str, revision: str) -> None:
+    """The revision label is the GIT_REF the image was built with: whatever form CI
+    gives (a 40- or 12-character sha, a tag-like ref, `dev` without git), the same
+    string tags the image, as images.py build tags :{git ref} and pulls :{git sha}."""
+    assert revision not in ("", "unknown", "latest", "stable"), f"GIT_REF was not set: {revision!r}"
+    tags = json.loads(docker("image", "inspect", "-f", "{{ json .RepoTags }}", name).stdout)
+    assert f"{images.image_name(MANIFEST, env)}:{revision}" in tags, (revision, tags)
+    # A sha names a commit of this repository (a shallow checkout holds at least its own).
+    if re.fullmatch(r"[0-9a-f]{7,40}", revision) and os.path.exists(os.path.join(ROOT, ".git")):
+        found = subprocess.run(["git", "cat-file", "-e", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True)
+        assert found.returncode == 0, f"{revision} is no commit of this repository"
 
 
 def test_runs_as_non_root_by_default(image):
