@@ -12,9 +12,13 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from numerai_predict.cli import Options, parse_args, redact
 from numerai_predict.errors import PredictError
+
+if TYPE_CHECKING:  # annotations only: pandas stays out of --help
+    import pandas as pd
 
 log = logging.getLogger("numerai_predict")
 
@@ -42,10 +46,10 @@ def predict(opts: Options) -> str:
         predictions = validate_predictions(read_parquet(raw), live_ids)
     log.info("Generated %d predictions", len(predictions))
     csv_path = write_csv(predictions, opts.output_dir)
-    if opts.post_url:
+    if opts.post is not None:
         from numerai_predict.transfer import upload
 
-        upload(csv_path, opts.post_url, opts.post_data)
+        upload(csv_path, opts.post.url, opts.post.fields)
     return csv_path
 
 
@@ -62,7 +66,7 @@ def fetch_model(model: str, output_dir: str) -> str:
     return model
 
 
-def write_csv(predictions, output_dir: str) -> str:
+def write_csv(predictions: pd.DataFrame, output_dir: str) -> str:
     """Write the CSV atomically: a reader sees the whole file or none."""
     import secrets
     import tempfile
@@ -113,7 +117,7 @@ def report_failure(exc: PredictError, opts: Options | None, debug: bool) -> None
     sys.stderr.write(reproduce_footer(opts) + "\n")
 
 
-def write_report(path: str | None, **fields) -> None:
+def write_report(path: str | None, **fields: object) -> None:
     """The optional JSON report (--report); never fatal."""
     if not path:
         return

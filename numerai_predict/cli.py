@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from numerai_predict.errors import UsageError, WriteError
 
@@ -18,6 +18,13 @@ one numeric column in [0, 1]. Exit codes are listed in README.md.
 """
 
 
+class Post(NamedTuple):
+    """Where to upload the predictions: a presigned S3 POST's URL and fields."""
+
+    url: str
+    fields: dict[str, str]
+
+
 class Options(NamedTuple):
     """Validated command-line options."""
 
@@ -25,8 +32,7 @@ class Options(NamedTuple):
     dataset: str
     benchmarks: str
     output_dir: str
-    post_url: str | None
-    post_data: dict[str, str] | None
+    post: Post | None  # --post_url and --post_data: both or neither
     report: str | None
     timeout: float | None
     debug: bool
@@ -35,7 +41,7 @@ class Options(NamedTuple):
 class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting, so main() reports it."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -85,8 +91,7 @@ def parse_args(argv: list[str] | None) -> Options:
         dataset=args.dataset,
         benchmarks=args.benchmarks,
         output_dir=args.output_dir,
-        post_url=args.post_url,
-        post_data=parse_post_data(args.post_data) if args.post_data else None,
+        post=Post(args.post_url, parse_post_data(args.post_data)) if args.post_url else None,
         report=args.report,
         timeout=args.timeout,
         debug=args.debug,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from numerai_predict.errors import DataFetchError, DatasetMissingError, DataUnreadableError
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
 
 log = logging.getLogger("numerai_predict")
 
@@ -34,7 +38,7 @@ def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
     return dest
 
 
-def read_parquet(path: str, columns: list[str] | None = None):
+def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a Parquet file, with a clear error for anything that is not one."""
     import pandas as pd
 

@@ -11,7 +11,9 @@ import inspect
 import logging
 import pickletools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from numerai_predict.errors import (
     ArityError,
@@ -23,12 +25,21 @@ from numerai_predict.errors import (
 
 log = logging.getLogger("numerai_predict")
 
-# Opcodes that open every code object, and LOAD_GLOBAL's inline cache size, per
-# Python minor: cloudpickle stores bytecode, which only its own minor can run.
+
+class BytecodeSigns(NamedTuple):
+    """Opcodes that open every code object, and LOAD_GLOBAL's inline cache size."""
+
+    prefix: tuple[int, ...]
+    resume: int
+    load_global: int
+    caches: int
+
+
+# Per Python minor: cloudpickle stores bytecode, which only its own minor can run.
 BYTECODE_SIGNS = {
-    (3, 11): {"prefix": (135, 149), "resume": 151, "load_global": 116, "caches": 5},
-    (3, 12): {"prefix": (135, 149), "resume": 151, "load_global": 116, "caches": 4},
-    (3, 13): {"prefix": (94, 62), "resume": 149, "load_global": 91, "caches": 4},
+    (3, 11): BytecodeSigns(prefix=(135, 149), resume=151, load_global=116, caches=5),
+    (3, 12): BytecodeSigns(prefix=(135, 149), resume=151, load_global=116, caches=4),
+    (3, 13): BytecodeSigns(prefix=(94, 62), resume=149, load_global=91, caches=4),
 }
 CODE_FIELDS_UP_TO_310, CODE_FIELDS_FROM_311 = 16, 18
 
@@ -69,7 +80,9 @@ def inspect_pickle(path: str) -> PickleFacts:
     A symbolic run of the pickle's opcodes (pickletools): strings, globals,
     tuples and calls are tracked, everything else becomes a placeholder.
     """
-    facts, stack, memo = PickleFacts(), [], {}
+    facts = PickleFacts()
+    stack: list[object] = []
+    memo: dict[object, object] = {}
     try:
         with open(path, "rb") as handle:
             for op, arg, _pos in pickletools.genops(handle):
@@ -79,19 +92,20 @@ def inspect_pickle(path: str) -> PickleFacts:
     return facts
 
 
-def step(op, arg, stack: list, memo: dict, facts: PickleFacts) -> None:
+def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dict[object, object],
+         facts: PickleFacts) -> None:
     """Apply one opcode to the symbolic stack."""
     name = op.name
     if name == "MARK":
         stack.append(MARK)
     elif name == "GLOBAL":
-        module, qualname = arg.split(" ", 1)
+        module, qualname = str(arg).split(" ", 1)
         stack.append(Global(module, qualname))
         facts.modules.add(module.split(".")[0])
     elif name == "STACK_GLOBAL":
-        qualname, module = stack.pop(), stack.pop()
-        stack.append(Global(str(module), str(qualname)))
-        facts.modules.add(str(module).split(".")[0])
+        qualname, module = str(stack.pop()), str(stack.pop())
+        stack.append(Global(module, qualname))
+        facts.modules.add(module.split(".")[0])
     elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
         memo[arg] = stack[-1]
     elif name == "MEMOIZE":
@@ -116,7 +130,7 @@ def step(op, arg, stack: list, memo: dict, facts: PickleFacts) -> None:
         generic_step(op, stack)
 
 
-def generic_step(op, stack: list) -> None:
+def generic_step(op: pickletools.OpcodeInfo, stack: list[object]) -> None:
     """Pop what the opcode consumes, push placeholders for what it produces."""
     before = [s.name for s in op.stack_before]
     if "mark" in before:
@@ -128,21 +142,21 @@ def generic_step(op, stack: list) -> None:
     stack.extend([None] * len(op.stack_after))
 
 
-def pop_to_mark(stack: list) -> list:
+def pop_to_mark(stack: list[object]) -> list[object]:
     index = len(stack) - 1 - stack[::-1].index(MARK)
     items = stack[index + 1:]
     del stack[index:]
     return items
 
 
-def is_code_type(func) -> bool:
+def is_code_type(func: object) -> bool:
     """``types.CodeType`` as cloudpickle stores it: ``_builtin_type('CodeType')``."""
     if isinstance(func, Call) and func.args == ("CodeType",):
         return True
     return isinstance(func, Global) and func.name in ("CodeType", "code")
 
 
-def python_of_code(args: tuple) -> set[tuple[int, int]]:
+def python_of_code(args: tuple[object, ...]) -> set[tuple[int, int]]:
     """The Python minors whose code objects take these constructor arguments."""
     if len(args) == CODE_FIELDS_UP_TO_310:
         return {(3, 10)}
@@ -151,17 +165,17 @@ def python_of_code(args: tuple) -> set[tuple[int, int]]:
     return {version for version, signs in BYTECODE_SIGNS.items() if bytecode_matches(args[6], signs)}
 
 
-def bytecode_matches(code: bytes, signs: dict) -> bool:
+def bytecode_matches(code: bytes, signs: BytecodeSigns) -> bool:
     """Does the bytecode start as this minor's does (and cache LOAD_GLOBAL like it)?"""
     i = 0
-    while i < len(code) and code[i] in signs["prefix"]:
+    while i < len(code) and code[i] in signs.prefix:
         i += 2
-    if i + 1 >= len(code) or code[i] != signs["resume"] or code[i + 1] != 0:
+    if i + 1 >= len(code) or code[i] != signs.resume or code[i + 1] != 0:
         return False  # a function's code starts with RESUME 0
     for pos in range(i, len(code) - 1, 2):
-        if code[pos] == signs["load_global"]:
-            cache = code[pos + 2: pos + 2 + 2 * signs["caches"]]
-            after = code[pos + 2 + 2 * signs["caches"]: pos + 3 + 2 * signs["caches"]]
+        if code[pos] == signs.load_global:
+            cache = code[pos + 2: pos + 2 + 2 * signs.caches]
+            after = code[pos + 2 + 2 * signs.caches: pos + 3 + 2 * signs.caches]
             return not any(cache) and after != b"\x00"
     return True
 
@@ -187,7 +201,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def load_model(path: str):
+def load_model(path: str) -> object:
     """Unpickle the model: the one place a user's pickle is loaded."""
     import pandas as pd
 
@@ -204,11 +218,16 @@ def load_model(path: str):
         raise PickleUnreadableError(f"{path} cannot be unpickled ({describe(exc)})") from None
 
 
-def model_arity(model) -> int:
-    """How many arguments to pass: 1 (live_features) or 2 (+ live_benchmark_models)."""
+def as_callable(model: object) -> Callable[..., object]:
+    """The unpickled object, checked to be callable."""
     if not callable(model):
         raise NotCallableError(f"the pickle holds a {type(model).__module__}.{type(model).__qualname__}, "
                                "which is not callable")
+    return model
+
+
+def model_arity(model: Callable[..., object]) -> int:
+    """How many arguments to pass: 1 (live_features) or 2 (+ live_benchmark_models)."""
     try:
         params = inspect.signature(model).parameters.values()
     except (TypeError, ValueError):

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from numerai_predict.errors import (
     ModelCrashedError,
@@ -29,6 +31,9 @@ from numerai_predict.errors import (
     PredictError,
     error_from_name,
 )
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
 
 log = logging.getLogger("numerai_predict")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,18 +49,21 @@ class ModelProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "numerai_predict.sandbox", model_path] + (["--debug"] if debug else [])
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
+        self.requests, self.replies = self.proc.stdin, self.proc.stdout
         self.timeout = timeout
         self.started = time.monotonic()
+        self.loading = 0.0  # seconds the model took to load, known after arity()
         self.deadline = self.started + timeout if timeout else None
 
     def __enter__(self) -> ModelProcess:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.requests, self.replies):
             stream.close()
 
     def arity(self) -> int:
@@ -69,18 +77,21 @@ class ModelProcess:
         if self.timeout:  # downloading the data in between does not count against the model
             self.deadline = time.monotonic() + self.timeout - self.loading
         try:
-            self.proc.stdin.write(json.dumps({"features": features, "benchmarks": benchmarks, "out": out}) + "\n")
-            self.proc.stdin.flush()
+            self.requests.write(json.dumps({"features": features, "benchmarks": benchmarks, "out": out}) + "\n")
+            self.requests.flush()
         except BrokenPipeError:
             pass  # the child died; receive() says how
         return int(self.receive("done")["rows"])
 
-    def receive(self, expected: str) -> dict:
+    def receive(self, expected: str) -> dict[str, Any]:
+        """The child's next message: a JSON object, its values as JSON decoded them."""
         self.wait_for_output()
-        line = self.proc.stdout.readline()
+        line = self.replies.readline()
         try:
             message = json.loads(line)
         except json.JSONDecodeError:
+            message = {}
+        if not isinstance(message, dict):  # valid JSON, but not a message: e.g. 'null'
             message = {}
         if message.get("event") == expected:
             return message
@@ -93,7 +104,7 @@ class ModelProcess:
         """Within --timeout (the model's loading and predicting time), or stop the model."""
         if self.deadline is None:
             return
-        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, self.deadline - time.monotonic()))
+        ready, _, _ = select.select([self.replies], [], [], max(0.0, self.deadline - time.monotonic()))
         if not ready:
             self.proc.kill()
             raise ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
@@ -118,13 +129,14 @@ def child_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        model = load(argv[0])
-        from numerai_predict.pickles import model_arity
+        from numerai_predict.pickles import as_callable, model_arity
 
+        model = as_callable(load(argv[0]))
         arity = model_arity(model)
         send(control, event="ready", arity=arity)
         request = json.loads(sys.stdin.readline() or "{}")
-        rows = run_and_save(model, arity, request["features"], request["benchmarks"], request["out"])
+        # The parent sends benchmarks exactly when arity is 2.
+        rows = run_and_save(model, request["features"], request["benchmarks"], request["out"])
         send(control, event="done", rows=rows)
         return 0
     except PredictError as exc:
@@ -133,18 +145,18 @@ def child_main(argv: list[str]) -> int:
         return exc.exit_code
 
 
-def send(control, **message) -> None:
+def send(control: TextIO, **message: object) -> None:
     control.write(json.dumps(message) + "\n")
 
 
-def load(path: str):
+def load(path: str) -> object:
     from numerai_predict.pickles import load_model
 
     log.info("Loading model %s", os.path.basename(path))
     return load_model(path)
 
 
-def run_and_save(model, arity: int, features_path: str, benchmarks_path: str | None, out: str) -> int:
+def run_and_save(model: Callable[..., object], features_path: str, benchmarks_path: str | None, out: str) -> int:
     """Call the model era by era, validate each answer, write all predictions to ``out``."""
     import pandas as pd
 
@@ -152,10 +164,10 @@ def run_and_save(model, arity: int, features_path: str, benchmarks_path: str | N
     from numerai_predict.validate import validate_predictions
 
     features = read_parquet(features_path)
-    benchmarks = read_parquet(benchmarks_path) if arity == 2 else None
+    benchmarks = read_parquet(benchmarks_path) if benchmarks_path is not None else None
     groups = features.groupby("era", sort=False) if "era" in features.columns else [(None, features)]
     log.info("Predicting on %d rows of live features", len(features))
-    results = []
+    results: list[pd.DataFrame] = []
     for era, era_features in groups:
         args = (era_features,) if benchmarks is None else (era_features, benchmarks.reindex(era_features.index))
         if era is not None:
@@ -166,7 +178,7 @@ def run_and_save(model, arity: int, features_path: str, benchmarks_path: str | N
     return len(predictions)
 
 
-def call_model(model, args: tuple):
+def call_model(model: Callable[..., object], args: tuple[pd.DataFrame, ...]) -> object:
     try:
         return model(*args)
     except Exception as exc:

@@ -53,13 +53,13 @@ def retrying(policy: RetryPolicy, what: str) -> tenacity.Retrying:
     jitter = tenacity.wait_random_exponential(multiplier=policy.first_wait, max=policy.max_wait)
 
     def wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+        exc = failure(state)
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return min(exc.retry_after, policy.max_wait)
         return jitter(state)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        log.warning("%s failed (%s); retry %d in %.1fs", what, state.outcome.exception(),
+        log.warning("%s failed (%s); retry %d in %.1fs", what, failure(state),
                     state.attempt_number, state.upcoming_sleep)
 
     return tenacity.Retrying(
@@ -69,6 +69,11 @@ def retrying(policy: RetryPolicy, what: str) -> tenacity.Retrying:
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def failure(state: tenacity.RetryCallState) -> BaseException | None:
+    """The exception of the attempt that just ended (None before the first one ends)."""
+    return state.outcome.exception() if state.outcome else None
 
 
 def scrub(text: str) -> str:

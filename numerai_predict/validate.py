@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
 from numerai_predict.errors import (
     PredictionColumnError,
     PredictionsEmptyError,
@@ -13,10 +16,13 @@ from numerai_predict.errors import (
     PredictionsTypeError,
 )
 
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
+
 SHOWN_IDS = 3
 
 
-def validate_predictions(predictions, live_ids):
+def validate_predictions(predictions: object, live_ids: pd.Index[Any]) -> pd.DataFrame:
     """Return ``predictions`` as a DataFrame indexed ``id`` with one ``prediction``
     column in the order of ``live_ids``, or raise the error that says what to fix."""
     import numpy as np
@@ -48,12 +54,12 @@ def validate_predictions(predictions, live_ids):
     return result
 
 
-def type_name(value) -> str:
+def type_name(value: object) -> str:
     kind = type(value)
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
-def type_advice(value) -> str | None:
+def type_advice(value: object) -> str | None:
     """A Series is the most common near miss: name the fix."""
     import pandas as pd
 
@@ -62,7 +68,7 @@ def type_advice(value) -> str | None:
     return None
 
 
-def prediction_column(frame):
+def prediction_column(frame: pd.DataFrame) -> pd.Series[Any]:
     """The one numeric column to deliver: 'prediction' if present, else the only numeric one."""
     import pandas as pd
 
@@ -81,10 +87,12 @@ def prediction_column(frame):
                                 "and none named 'prediction': which one is the prediction is ambiguous")
 
 
-def check_index(index, live_ids) -> None:
+def check_index(index: pd.Index[Any], live_ids: pd.Index[Any]) -> None:
     """The predictions must cover exactly the live ids, each once."""
     if index.has_duplicates:
-        raise PredictionsIndexError(f"the index repeats ids ({some(index[index.duplicated()].unique())})")
+        # A Series as the mask: pandas-stubs 2.3 with numpy 1.26 (py310) rejects duplicated()'s 1-d array.
+        repeated = index[index.to_series().duplicated()].unique()
+        raise PredictionsIndexError(f"the index repeats ids ({some(repeated)})")
     missing = live_ids.difference(index)
     extra = index.difference(live_ids)
     if not len(missing) and not len(extra):
@@ -98,6 +106,6 @@ def check_index(index, live_ids) -> None:
     raise PredictionsIndexError("; ".join(p for p in parts if p))
 
 
-def some(values) -> str:
+def some(values: Collection[object]) -> str:
     shown = [str(v) for v in list(values)[:SHOWN_IDS]]
     return ", ".join(shown) + (", ..." if len(values) > SHOWN_IDS else "")
