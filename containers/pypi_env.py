@@ -332,8 +332,8 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
     run_checked(uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy",
                        "-r", lock_path(env)), f"installing {env}")
     step("bundling system libraries")
-    bundle_system_libs(prefix)
-    step("compiling bytecode")
+    bundled = bundle_system_libs(prefix)
+    step(f"compiling bytecode ({bundled} system libraries bundled)")
     # Bytecode for everything, at build time: images are read-only and must start fast.
     run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
                 allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
@@ -406,9 +406,9 @@ def copy_python(python: str, prefix: str) -> None:
     run_checked(["patchelf", "--set-rpath", "$ORIGIN/../lib", binary], "patching the interpreter")
 
 
-def bundle_system_libs(prefix: str) -> None:
-    """Copy the non-base system libraries the prefix links into prefix/lib, and
-    point the files that need them there, so the prefix runs on a bare base image."""
+def bundle_system_libs(prefix: str) -> int:
+    """Copy the non-base system libraries the prefix links into prefix/lib, and point
+    the files that need them there, so the prefix runs on a bare base image; returns their count."""
     libdir = os.path.join(prefix, "lib")
     needers: dict[str, set[str]] = {}
     for path in elf_files(prefix):
@@ -421,7 +421,7 @@ def bundle_system_libs(prefix: str) -> None:
         for path in paths:
             origin = "$ORIGIN/" + os.path.relpath(libdir, os.path.dirname(path))
             run_checked(["patchelf", "--add-rpath", origin, path], "pointing a library at its bundled dependencies")
-    print(f"bundled {len(needers)} system libraries into {libdir}", file=sys.stderr)
+    return len(needers)
 
 
 def elf_files(prefix: str):
