@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """pixi.toml, read: the one small module that images, workflows, tests and the
-PyPI twin share. Standard library only (Python >= 3.11 for tomllib), so a bare
+PyPI twin share. Standard library only (tomllib, Python >= 3.11), so a bare
 GitHub runner can call it before anything is installed.
 
     containers/manifest.py pythons        the Python environments as JSON (the workflows' matrix)
