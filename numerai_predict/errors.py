@@ -97,6 +97,11 @@ class ModelTimeoutError(PredictError):
     advice = "Numerai stops a model after 10 minutes on 1 CPU: make it faster, or check for a loop that never ends."
 
 
+class ModelMemoryError(PredictError):
+    exit_code = 33
+    advice = "Numerai gives a model 4 GB: use less memory (smaller dtypes, predict in chunks), or raise --max-memory to test."
+
+
 class InvalidPredictionsError(PredictError):
     """Base of every check on what the model returned; never written or uploaded."""
 
