@@ -329,14 +329,19 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
     step(f"installing {count} packages")
     # uv installs into the copy (which itself gets no pip) and checks every hash; copies, as
     # links into uv's cache would not survive the image build.
-    run_checked(uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy",
-                       "-r", lock_path(env)), f"installing {env}")
+    run_checked(install_command(python, env), f"installing {env}")
     step("bundling system libraries")
     bundled = bundle_system_libs(prefix)
     step(f"compiling bytecode ({bundled} system libraries bundled)")
     # Bytecode for everything, at build time: images are read-only and must start fast.
     run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
                 allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
+
+
+def install_command(python: str, env: str) -> list[str]:
+    """Install exactly the lock into the interpreter's prefix, every file checked against its hash."""
+    return uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy",
+                  "-r", lock_path(env))
 
 
 def progress(env: str, steps: int):

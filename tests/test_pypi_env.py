@@ -1,0 +1,274 @@
+"""The PyPI twin's own machinery: relocatable prefixes, hashed machine-independent
+locks and the workspace package. Small prefixes built with gcc; no network."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pypi_env
+import pytest
+from conftest import ROOT
+
+# A workspace of one Python: a platform-specific dependency on each linux, a conda
+# package the twin skips, a pin that beats pixi's bound, a path dependency in tests.
+SMALL = {
+    "dependencies": {"numpy": "2.1.*", "pytorch": {"version": "<=2.10", "build": "cpu*"},
+                     "libprotobuf": "6.31.*"},
+    "target": {"linux-64": {"dependencies": {"x64-only": "*"}},
+               "linux-aarch64": {"dependencies": {"arm-only": "*"}}},
+    "feature": {"py399": {"dependencies": {"python": "3.99.*"}},
+                "test": {"pypi-dependencies": {"zizmor": "*", "local-pkg": {"path": ".", "editable": True}}}},
+    "environments": {"py399": ["py399", "test"], "py399-runtime": ["py399"]},
+    "tool": {"pypi-twin": {"names": {"pytorch": "torch"}, "skip": {"libprotobuf": ["py399"]},
+                           "pins": {"py399": {"torch": "==2.13.0"}}}},
+}
+
+needs_toolchain = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("patchelf")),
+                                     reason="needs gcc and patchelf")
+
+
+def gcc(*args) -> None:
+    subprocess.run(["gcc", "-Wl,--no-as-needed", *map(str, args)], check=True)
+
+
+def shared_library(folder, name: str, body: str):
+    """A one-function shared library lib{name}.so in folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{name}.c"
+    source.write_text(body)
+    gcc("-shared", "-fPIC", "-o", folder / f"lib{name}.so", source)
+    return folder / f"lib{name}.so"
+
+
+def executable(path, library_dir, library: str, *extra) -> None:
+    """A program that calls ``library``'s function, linked by absolute RUNPATH."""
+    source = path.parent / "main.c"
+    source.write_text(f'#include <stdio.h>\nint {library}(void);\nint main(void) {{ printf("%d\\n", {library}()); '
+                      "return 0; }\n")
+    gcc("-o", path, source, f"-L{library_dir}", f"-l{library}", f"-Wl,-rpath,{library_dir}", *extra)
+
+
+def ldd(path) -> dict[str, str]:
+    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=True).stdout
+    return {name: os.path.normpath(path) for name, path in re.findall(r"^\s*(\S+) => (\S+)", out, re.MULTILINE)}
+
+
+def system_library() -> str | None:
+    """A system library outside BASE_LIBS that this machine has, by path."""
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    for name in ("libbz2.so.1.0", "liblzma.so.5", "libexpat.so.1", "libffi.so.8"):
+        found = re.search(rf"^\s*{re.escape(name)} \(libc6,x86-64\) => (\S+)", cache, re.MULTILINE)
+        if found and not pypi_env.BASE_LIBS.fullmatch(name):
+            return found.group(1)
+    return None
+
+
+# ---- relocation and bundling -----------------------------------------------------
+
+
+@needs_toolchain
+def test_copy_python_drops_the_base_packages_and_finds_libpython_beside_itself(tmp_path):
+    base = tmp_path / "base"
+    libpython = shared_library(base / "lib", "fakepython", "int fakepython(void) { return 42; }\n")
+    python = base / "bin" / "python3.99"
+    python.parent.mkdir()
+    executable(python, libpython.parent, "fakepython")
+    stdlib = base / "lib" / "python3.99"
+    for part in ("os.py", "site-packages/foreign.py", "test/test_os.py", "lib-dynload/x.so"):
+        (stdlib / part).parent.mkdir(parents=True, exist_ok=True)
+        (stdlib / part).write_text("")
+    (base / "include").mkdir()
+    (base / "lib" / "libpython3.99.a").write_text("")
+    (base / "bin" / "pip3").write_text("#!/bin/sh\n")
+
+    prefix = tmp_path / "env"
+    pypi_env.copy_python(str(python), str(prefix))
+    shutil.rmtree(base)  # the copy must not need its source
+
+    assert subprocess.run([prefix / "bin" / "python3.99"], capture_output=True, text=True).stdout == "42\n"
+    assert os.listdir(prefix / "lib" / "python3.99" / "site-packages") == []
+    assert (prefix / "lib" / "python3.99" / "os.py").exists()
+    assert not (prefix / "lib" / "python3.99" / "test").exists()
+    assert not (prefix / "include").exists()
+    assert not (prefix / "lib" / "libpython3.99.a").exists()
+    assert os.listdir(prefix / "bin") == ["python3.99"]
+
+
+@needs_toolchain
+def test_bundled_libraries_travel_with_the_prefix(tmp_path):
+    outside = tmp_path / "outside"
+    dep = shared_library(outside, "dep", "int dep(void) { return 7; }\n")
+    prefix = tmp_path / "env"
+    (prefix / "bin").mkdir(parents=True)
+    system = system_library()
+    executable(prefix / "bin" / "python3.99", outside, "dep", *([system] if system else []))
+    extension = prefix / "lib" / "python3.99" / "site-packages" / "pkg" / "_ext.so"
+    extension.parent.mkdir(parents=True)
+    source = tmp_path / "ext.c"
+    source.write_text("int dep(void);\nint ext(void) { return dep(); }\n")
+    gcc("-shared", "-fPIC", "-o", extension, source, f"-L{outside}", "-ldep", f"-Wl,-rpath,{outside}")
+
+    bundled = pypi_env.bundle_system_libs(str(prefix))
+
+    assert bundled == (2 if system else 1)
+    assert not (prefix / "lib" / "libc.so.6").exists(), "base libraries stay with the base image"
+    moved = tmp_path / "moved"
+    shutil.move(prefix, moved)
+    shutil.rmtree(outside)
+    run = subprocess.run([moved / "bin" / "python3.99"], capture_output=True, text=True)
+    assert run.stdout == "7\n", run.stderr
+    extension = moved / "lib" / "python3.99" / "site-packages" / "pkg" / "_ext.so"
+    assert ldd(extension)[dep.name] == str(moved / "lib" / dep.name)
+    if system:
+        name = os.path.basename(system)
+        assert ldd(moved / "bin" / "python3.99")[name] == str(moved / "lib" / name)
+
+
+@needs_toolchain
+def test_elf_files_are_shared_objects_and_interpreters_only(tmp_path):
+    library = shared_library(tmp_path / "lib", "real", "int real(void) { return 1; }\n")
+    (tmp_path / "lib" / "libreal.so.1").symlink_to(library.name)
+    (tmp_path / "lib" / "notes.so.txt").write_text("not ELF")
+    (tmp_path / "bin").mkdir()
+    executable(tmp_path / "bin" / "python3.99", library.parent, "real")
+    shutil.copy(tmp_path / "bin" / "python3.99", tmp_path / "bin" / "tool")
+    assert sorted(pypi_env.elf_files(str(tmp_path))) == [str(tmp_path / "bin" / "python3.99"), str(library)]
+
+
+# ---- requirements and locks ------------------------------------------------------
+
+
+def test_requirements_follow_the_twin_settings():
+    assert pypi_env.requirements(SMALL, "py399") == ["numpy==2.1.*", "torch==2.13.0", "x64-only", "zizmor"]
+    assert pypi_env.excluded(SMALL, "py399-runtime") == ["libprotobuf"]
+
+
+def test_path_dependencies_are_installed_not_locked():
+    assert "local-pkg" in pypi_env.path_dependencies(SMALL, "py399")
+    assert not any(r.startswith("local-pkg") for r in pypi_env.requirements(SMALL, "py399"))
+    assert pypi_env.path_dependencies(SMALL, "py399-runtime") == {}
+
+
+def test_the_workspace_package_never_goes_to_pypi(manifest):
+    for env in pypi_env.environments(manifest):
+        names = {re.split(r"[=<>!~ ]", r)[0] for r in pypi_env.requirements(manifest, env)}
+        assert not names & set(pypi_env.path_dependencies(manifest, env)), env
+    assert "numerai-predict" in pypi_env.path_dependencies(manifest, "py311")
+    assert pypi_env.path_dependencies(manifest, "py311-runtime") == {}
+
+
+@pytest.fixture
+def manifest():
+    return pypi_env.load()
+
+
+def test_check_is_the_same_on_any_machine(manifest):
+    """Specs are linux-64's on every machine: `check` on an aarch64 laptop agrees with CI."""
+    here = {env: pypi_env.spec_digest(m, env) for m in (SMALL, manifest) for env in pypi_env.environments(m)}
+    stale_here = pypi_env.stale_locks(manifest)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "uname", lambda: os.uname_result(("Linux", "arm-host", "6.1", "#1", "aarch64")))
+        import platform
+        patch.setattr(platform, "machine", lambda: "aarch64")
+        module = importlib.reload(pypi_env)
+        try:
+            there = {env: module.spec_digest(m, env) for m in (SMALL, manifest) for env in module.environments(m)}
+            assert module.stale_locks(manifest) == stale_here
+            assert module.requirements(SMALL, "py399") == ["numpy==2.1.*", "torch==2.13.0", "x64-only", "zizmor"]
+        finally:
+            patch.undo()
+            importlib.reload(pypi_env)
+    assert there == here
+
+
+def test_the_lock_header_follows_the_specs(tmp_path, monkeypatch):
+    monkeypatch.setattr(pypi_env, "LOCK_DIR", str(tmp_path))
+    pypi_env.write_lock(SMALL, "py399", "3.99.1", "zizmor==1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    assert pypi_env.lock_header("py399") == {"python": "3.99.1", "platform": pypi_env.UV_PLATFORM,
+                                             "spec": pypi_env.spec_digest(SMALL, "py399")}
+    assert pypi_env.stale_locks(SMALL) == ["py399-runtime"]
+    for changed in (dict(SMALL, dependencies=dict(SMALL["dependencies"], numpy="2.2.*")),
+                    dict(SMALL, tool={"pypi-twin": dict(SMALL["tool"]["pypi-twin"], skip={})})):
+        assert pypi_env.spec_digest(changed, "py399") != pypi_env.spec_digest(SMALL, "py399")
+        assert "py399" in pypi_env.stale_locks(changed)
+
+
+@pytest.fixture
+def fake_uv(monkeypatch, tmp_path):
+    """uv and pip's find-links, without looking for either on this machine."""
+    monkeypatch.setattr(pypi_env, "uv", lambda: ["uv"])
+    monkeypatch.setattr(pypi_env, "find_links", lambda: (str(tmp_path),))
+    return tmp_path
+
+
+def test_locks_are_hashed_for_linux_x86_64_and_runtime_follows_its_twin(fake_uv):
+    tested = pypi_env.compile_command(SMALL, "py399", "3.99.1", "in.txt", "ex.txt", "out.txt")
+    runtime = pypi_env.compile_command(SMALL, "py399-runtime", "3.99.1", "in.txt", "ex.txt", "out.txt")
+    for command in (tested, runtime):
+        assert "--generate-hashes" in command
+        assert command[command.index("--python-platform") + 1] == "x86_64-manylinux_2_28"
+        assert command[command.index("--python-version") + 1] == "3.99.1"
+        assert command[command.index("--find-links") + 1] == str(fake_uv)
+        assert "--no-config" in command
+    constraints = [runtime[i + 1] for i, arg in enumerate(runtime) if arg == "--constraint"]
+    assert constraints == ["ex.txt", pypi_env.lock_path("py399")]
+    assert pypi_env.lock_path("py399") not in tested
+
+
+def test_installs_check_every_hash(fake_uv):
+    command = pypi_env.install_command("/env/bin/python3.99", "py399")
+    assert {"--require-hashes", "--no-deps"} <= set(command)
+    assert command[command.index("--python") + 1] == "/env/bin/python3.99"
+
+
+def test_every_locked_package_carries_its_hashes(manifest):
+    for env in pypi_env.environments(manifest):
+        if env == "default":
+            continue
+        with open(pypi_env.lock_path(env)) as handle:
+            text = handle.read()
+        entries = re.split(r"\n(?=\S)", text.split("\n# spec: ", 1)[1].split("\n", 1)[1])
+        assert len(entries) == len(pypi_env.locked_packages(text)) > 50, env
+        for entry in entries:
+            assert "--hash=sha256:" in entry, (env, entry.split()[0])
+
+
+def test_find_links_are_pips_existing_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{tmp_path} {tmp_path / 'missing'}")
+    assert str(tmp_path) in pypi_env.find_links.__wrapped__()
+    assert str(tmp_path / "missing") not in pypi_env.find_links.__wrapped__()
+
+
+# ---- the workspace package ---------------------------------------------------------
+
+
+def test_the_editable_install_follows_the_checkout(fake_uv, monkeypatch, tmp_path):
+    ran = []
+    monkeypatch.setattr(pypi_env, "run_checked", lambda command, what: ran.append(command))
+    info = tmp_path / "env" / "lib" / "python3.99" / "site-packages" / "local_pkg-0.1.dist-info"
+    info.mkdir(parents=True)
+    prefix = str(tmp_path / "env")
+
+    pypi_env.install_path_dependencies(SMALL, "py399", prefix)  # never installed
+    (info / "direct_url.json").write_text(json.dumps({"url": "file:///another/clone", "dir_info": {"editable": True}}))
+    pypi_env.install_path_dependencies(SMALL, "py399", prefix)  # another clone's
+    assert len(ran) == 2 and all(c[-2:] == ["--editable", ROOT] for c in ran)
+
+    (info / "direct_url.json").write_text(json.dumps({"url": "file://" + ROOT, "dir_info": {"editable": True}}))
+    pypi_env.install_path_dependencies(SMALL, "py399", prefix)
+    pypi_env.install_path_dependencies(SMALL, "py399-runtime", prefix)
+    assert len(ran) == 2
+
+
+def test_this_checkout_is_the_imported_package(tmp_path):
+    """numerai_predict imports from this checkout, from any folder, without sys.path patching."""
+    probe = "import numerai_predict; print(numerai_predict.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.stdout.strip() == os.path.join(ROOT, "numerai_predict", "__init__.py"), found.stderr
