@@ -334,8 +334,9 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
     bundled = bundle_system_libs(prefix)
     step(f"compiling bytecode ({bundled} system libraries bundled)")
     # Bytecode for everything, at build time: images are read-only and must start fast.
-    run_checked([python, "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")], f"compiling {env}",
-                allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
+    # Quiet: vendored old code warns about its escape sequences, one stderr line each.
+    run_checked([python, "-W", "ignore::SyntaxWarning", "-m", "compileall", "-q", "-j0", os.path.join(prefix, "lib")],
+                f"compiling {env}", allowed=(0, 1), quiet=True)  # 1: some packages ship files for newer Pythons
 
 
 def install_command(python: str, env: str) -> list[str]:
