@@ -23,19 +23,21 @@ if TYPE_CHECKING:  # annotations only: pandas stays out of --help
 log = logging.getLogger("numerai_predict")
 
 
-def predict(opts: Options) -> str:
-    """Run the whole pipeline; returns the CSV's path or raises a PredictError."""
+def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
+    """Run the whole pipeline; returns the CSV's path or raises a PredictError.
+    ``facts`` receives what --report tells beyond the outcome (the model's isolation)."""
     import tempfile
 
     from numerai_predict.data import fetch_dataset, read_parquet
     from numerai_predict.pickles import check_compatible, inspect_pickle
-    from numerai_predict.sandbox import ModelProcess
+    from numerai_predict.sandbox import Limits, ModelProcess
     from numerai_predict.validate import validate_predictions
 
     model_path = fetch_model(opts.model, opts.output_dir)
     check_compatible(inspect_pickle(model_path), os.path.basename(model_path))
     with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
-            ModelProcess(model_path, opts.debug, opts.timeout) as model:
+            ModelProcess(model_path, work, Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate),
+                         opts.debug, report=facts) as model:
         arity = model.arity()
         features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
         benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None
@@ -134,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run predict.py; the one place failures become messages and exit codes."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True)
     start, opts, csv_path = time.monotonic(), None, None
+    facts: dict[str, object] = {}  # what --report tells beyond the outcome
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     log.setLevel(logging.DEBUG if debug else logging.INFO)
     try:
         opts = parse_args(argv)
         log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF", "dev"), sys.version.split()[0])
-        csv_path = predict(opts)
+        csv_path = predict(opts, facts)
         code, error = 0, None
     except PredictError as exc:
         report_failure(exc, opts, debug)
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         code, error = 1, f"internal error: {type(exc).__name__}: {exc}"
     write_report(opts.report if opts else None, status="ok" if code == 0 else "error", exit_code=code,
                  error=error, predictions_csv=csv_path, python=python_tag("."),
-                 seconds=round(time.monotonic() - start, 3))
+                 seconds=round(time.monotonic() - start, 3), **facts)
     return code
 
 

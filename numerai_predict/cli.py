@@ -35,6 +35,9 @@ class Options(NamedTuple):
     post: Post | None  # --post_url and --post_data: both or neither
     report: str | None
     timeout: float | None
+    max_memory: int  # bytes; 0: unlimited
+    cpus: int  # 0: all
+    isolate: bool
     debug: bool
 
 
@@ -68,9 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="urlencoded fields of the presigned POST (required with --post_url)")
     parser.add_argument("--report", metavar="PATH",
                         help="also write a JSON report of the run (status, exit code, error, CSV path)")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="stop the model if loading and predicting take longer (Numerai allows 600); "
-                        "default: no limit")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="stop the model if loading and predicting take longer (default: %(default)g, "
+                        "Numerai's limit)")
+    parser.add_argument("--max-memory", default="4g", metavar="SIZE",
+                        help="stop the model when its processes together hold more memory: bytes, or with "
+                        "k/m/g (binary); 0: no limit (default: %(default)s, Numerai's limit)")
+    parser.add_argument("--cpus", type=int, default=1, metavar="N",
+                        help="CPUs the model may run on; 0: all (default: %(default)s, Numerai's limit)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="run the model without namespaces, Landlock and the runner's protection (limits "
+                        "still apply): for debugging only")
     parser.add_argument("--debug", action="store_true",
                         help="verbose logging, and tracebacks of numerai-predict's own errors")
     return parser
@@ -85,6 +96,8 @@ def parse_args(argv: list[str] | None) -> Options:
         raise UsageError(f"--post_url must be an http(s) URL, got {redact(args.post_url)!r}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.cpus < 0:
+        raise UsageError(f"--cpus must be 0 (all) or a positive number, got {args.cpus}")
     check_output_dir(args.output_dir)
     return Options(
         model=args.model,
@@ -94,8 +107,21 @@ def parse_args(argv: list[str] | None) -> Options:
         post=Post(args.post_url, parse_post_data(args.post_data)) if args.post_url else None,
         report=args.report,
         timeout=args.timeout,
+        max_memory=parse_size(args.max_memory, "--max-memory"),
+        cpus=args.cpus,
+        isolate=not args.no_isolation,
         debug=args.debug,
     )
+
+
+def parse_size(text: str, flag: str) -> int:
+    """A size as Docker writes them: bytes, or a number with b/k/m/g (binary units)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmg]?)(?:i?b)?\s*", text.lower())
+    if not match:
+        raise UsageError(f"{flag} must be a size such as 4g or 300m, got {text!r}")
+    return int(float(match[1]) * 1024 ** "bkmg".index(match[2] or "b"))
 
 
 def parse_post_data(text: str) -> dict[str, str]:

@@ -99,7 +99,8 @@ class ModelTimeoutError(PredictError):
 
 class ModelMemoryError(PredictError):
     exit_code = 33
-    advice = "Numerai gives a model 4 GB: use less memory (smaller dtypes, predict in chunks), or raise --max-memory to test."
+    advice = ("Numerai gives a model 4 GB: use less memory (smaller dtypes, predict in chunks), "
+              "or raise --max-memory to test.")
 
 
 class InvalidPredictionsError(PredictError):

@@ -6,7 +6,9 @@ calls the model era by era and writes validated predictions to Parquet. Only
 JSON lines (on the child's original stdout) and Parquet files cross back, so a
 crashing model (a segfault from a pickle of another Python) becomes a clear
 error instead of a dead runner, and nothing the model does to its own
-interpreter reaches the parent.
+interpreter reaches the parent. The child confines itself before loading the
+model, and the parent watches and ends the model's whole process tree
+(numerai_predict.isolation).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from numerai_predict.errors import (
     ModelCrashedError,
+    ModelMemoryError,
     ModelRaisedError,
     ModelTimeoutError,
     PredictError,
@@ -41,27 +44,66 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|AWS_", re.IGNORECASE)
 
 
-class ModelProcess:
-    """The child process holding the model; use as a context manager."""
+class Limits(NamedTuple):
+    """What the model may use: Numerai's limits by default (predict.py's flags)."""
 
-    def __init__(self, model_path: str, debug: bool = False, timeout: float | None = None):
+    timeout: float | None = 600.0  # seconds for loading and predicting
+    max_memory: int = 4 << 30  # bytes of the whole process tree; 0: unlimited
+    cpus: int = 1  # 0: all
+    isolate: bool = True  # namespaces, Landlock, the runner's secrets protected
+
+
+class ModelProcess:
+    """The child process holding the model, and its whole process tree; use as a context manager."""
+
+    def __init__(self, model_path: str, scratch: str, limits: Limits, debug: bool = False,
+                 report: dict[str, object] | None = None):
+        from numerai_predict.isolation import Watchdog, protect_runner
+
+        self.secrets = protect_runner() if limits.isolate else "not protected (--no-isolation)"
         env = {k: v for k, v in os.environ.items() if not SECRET_NAMES.search(k)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "numerai_predict.sandbox", model_path] + (["--debug"] if debug else [])
+        env["TMPDIR"] = env["XDG_CACHE_HOME"] = scratch  # the one place the model may write
+        command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus)]
+        command += (["--no-isolation"] if not limits.isolate else []) + (["--debug"] if debug else [])
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
         self.requests, self.replies = self.proc.stdin, self.proc.stdout
-        self.timeout = timeout
+        self.watchdog = Watchdog(self.proc.pid, limits.max_memory)
+        self.limits = limits
+        self.timeout = limits.timeout
         self.started = time.monotonic()
         self.loading = 0.0  # seconds the model took to load, known after arity()
-        self.deadline = self.started + timeout if timeout else None
+        self.deadline = self.started + self.timeout if self.timeout else None
+        self.report = {} if report is None else report
+        self.confinement: dict[str, str] = {}
+        self.report["isolation"] = self.isolation()
+        try:
+            self.confinement = self.receive("isolated")["facts"]
+        except BaseException:
+            self.__exit__()
+            raise
+        self.report["isolation"] = self.isolation()
+        log.info("Model isolation: %s", "; ".join(f"{k}: {v}" for k, v in self.isolation().items()
+                                                   if k != "peak_memory_bytes"))
+
+    def isolation(self) -> dict[str, object]:
+        """The limits and mechanisms in force, for the log and --report."""
+        from numerai_predict.isolation import human_bytes
+
+        return {"timeout": f"{self.timeout:g} s" if self.timeout else "none",
+                "memory": f"{human_bytes(self.limits.max_memory)} for the whole process tree"
+                if self.limits.max_memory else "unlimited",
+                **self.confinement, "secrets": self.secrets,
+                "process_tree": "ended when the model answers (runner is its child subreaper)",
+                "peak_memory_bytes": self.watchdog.peak}
 
     def __enter__(self) -> ModelProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        self.watchdog.close()
+        self.report["isolation"] = self.isolation()  # with the peak memory
         self.proc.wait()
         for stream in (self.requests, self.replies):
             stream.close()
@@ -81,7 +123,9 @@ class ModelProcess:
             self.requests.flush()
         except BrokenPipeError:
             pass  # the child died; receive() says how
-        return int(self.receive("done")["rows"])
+        rows = int(self.receive("done")["rows"])
+        self.watchdog.kill()  # nothing of the model may outlive its answer (and touch it after)
+        return rows
 
     def receive(self, expected: str) -> dict[str, Any]:
         """The child's next message: a JSON object, its values as JSON decoded them."""
@@ -98,7 +142,16 @@ class ModelProcess:
         if message.get("event") == "error":
             raise error_from_name(message["error"], message["message"], message.get("advice"),
                                   message.get("details", ""))
-        raise ModelCrashedError(f"the model process {death(self.proc.wait())} without a result")
+        if self.watchdog.exceeded:
+            self.proc.wait()
+            raise ModelMemoryError(self.memory_message())
+        raise death(self.proc.wait())
+
+    def memory_message(self) -> str:
+        from numerai_predict.isolation import human_bytes
+
+        return (f"the model's processes reached {human_bytes(self.watchdog.peak)} together, over --max-memory "
+                f"{human_bytes(self.limits.max_memory)}; they were stopped")
 
     def wait_for_output(self) -> None:
         """Within --timeout (the model's loading and predicting time), or stop the model."""
@@ -106,32 +159,42 @@ class ModelProcess:
             return
         ready, _, _ = select.select([self.replies], [], [], max(0.0, self.deadline - time.monotonic()))
         if not ready:
-            self.proc.kill()
+            self.watchdog.kill()
             raise ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
 
 
-def death(returncode: int) -> str:
+def death(returncode: int) -> ModelCrashedError:
+    """Why the model's process ended without a result: a signal (a crash) or its own exit."""
     if returncode < 0:
         try:
-            return f"was killed by {signal.Signals(-returncode).name}"
+            name = f"{signal.Signals(-returncode).name} (signal {-returncode})"
         except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
+            name = f"signal {-returncode}"
+        return ModelCrashedError(f"the model process was killed by {name} without returning predictions")
+    return ModelCrashedError(
+        f"the model process exited with status {returncode} without returning predictions",
+        advice="Something in the model ended its process (os._exit, sys.exit, a library's abort): "
+        "return predictions from the function instead")
 
 
 # ---- the child side -------------------------------------------------------
 
 
 def child_main(argv: list[str]) -> int:
-    """Entry point of the child: load, report arity, predict on request."""
+    """Entry point of the child: confine itself, load, report arity, predict on request."""
+    from numerai_predict.isolation import confine
+
+    model_path, scratch, cpus = argv[0], argv[1], int(argv[2])
     control = os.fdopen(os.dup(1), "w", buffering=1)
+    # First, while this process is one thread and holds no model code.
+    send(control, event="isolated", facts=confine(scratch, cpus, "--no-isolation" not in argv))
     os.dup2(2, 1)  # whatever the model prints goes to stderr, not into the protocol
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         from numerai_predict.pickles import as_callable, model_arity
 
-        model = as_callable(load(argv[0]))
+        model = as_callable(load(model_path))
         arity = model_arity(model)
         send(control, event="ready", arity=arity)
         request = json.loads(sys.stdin.readline() or "{}")

@@ -1,0 +1,329 @@
+"""Confining the model's process, and watching and ending its whole process tree.
+
+Two sides. The child calls ``confine`` first thing, while it is still one
+thread (namespaces and Landlock require it), before any model code exists:
+one CPU, its own user and network namespace (no network, loopback of its own),
+Landlock allowing writes only in a scratch directory, no capabilities. Each
+step is tried and what the kernel refused is reported, never fatal: inside
+Docker's default seccomp profile namespaces are refused, and the container's
+``--network none`` is the isolation there.
+
+The runner calls ``protect_runner`` (non-dumpable, so its /proc/<pid>/environ
+is out of the model's reach; the presigned POST scrubbed from its command line)
+and watches the model's processes with a ``Watchdog``: the runner is their
+child subreaper, so a grandchild that calls setsid() and double-forks still
+lands under the runner, is counted against --max-memory and is killed with the
+rest. Memory is the tree's resident anonymous and shared memory polled from
+/proc: RLIMIT_AS and RLIMIT_DATA count reserved address space (thread stacks,
+malloc arenas), 2-5x the resident memory of the TensorFlow and PyTorch test
+models on 2 CPUs and growing with the CPU count; cgroup v2 is not writable
+here nor inside the image.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterable
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+POLL_SECONDS = 0.1
+
+# Landlock (include/uapi/linux/landlock.h); the syscall numbers are shared by x86_64 and arm64.
+SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine)
+ACCESS_FS_WRITE_FILE = 1 << 1
+ACCESS_FS_MAKE_ALL = sum(1 << bit for bit in range(4, 13))  # remove dir/file, make char/dir/reg/sock/fifo/block/sym
+ACCESS_FS_REFER = 1 << 13  # ABI 2
+ACCESS_FS_TRUNCATE = 1 << 14  # ABI 3
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
+RULE_PATH_BENEATH = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _prctl(option: int, value: int = 0) -> int:
+    return _check(_libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                              ctypes.c_ulong(0)), "prctl")
+
+
+# ---- the child: confine before loading the model --------------------------
+
+
+def confine(scratch: str, cpus: int, isolate: bool) -> dict[str, str]:
+    """Confine this (still single-threaded) process; returns what is in force, by aspect."""
+    facts = {"cpus": limit_cpus(cpus)}
+    if not isolate:
+        return facts | {"network": "not isolated (--no-isolation)", "writes": "not confined (--no-isolation)"}
+    facts["network"] = own_network()
+    facts["writes"] = writes_only_in(scratch)
+    drop_capabilities()
+    return facts
+
+
+def limit_cpus(cpus: int) -> str:
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpus <= 0 or cpus >= len(allowed):
+        return f"{len(allowed)} (all this machine allows)"
+    os.sched_setaffinity(0, allowed[:cpus])  # threads started later inherit it
+    return f"{cpus} of {len(allowed)} (CPU affinity)"
+
+
+def own_network() -> str:
+    """A new user + network namespace: no interface but a loopback of its own."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
+    except OSError as exc:
+        return (f"not isolated by numerai-predict (namespaces refused: {exc.strerror}); "
+                "the container's --network none is the isolation")
+    try:
+        write_file("/proc/self/setgroups", "deny")
+        write_file("/proc/self/uid_map", f"{uid} {uid} 1")  # the model keeps its own uid and gid
+        write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+        loopback_up()  # a model may talk to itself on 127.0.0.1, as in Numerai's container
+    except OSError as exc:
+        return f"none (own network namespace; its setup failed: {exc})"
+    return "none (own network namespace, loopback only)"
+
+
+def write_file(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def loopback_up() -> None:
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sh22x", b"lo", flags | iff_up))
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 when absent or disabled."""
+    version = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return max(int(version), 0)
+
+
+def writes_only_in(scratch: str) -> str:
+    """Landlock: writes only under ``scratch`` (and /dev/shm, device files); reads stay allowed."""
+    abi = landlock_abi()
+    if abi == 0:
+        return "not confined (Landlock unavailable in this kernel)"
+    handled = ACCESS_FS_WRITE_FILE | ACCESS_FS_MAKE_ALL | (ACCESS_FS_REFER if abi >= 2 else 0) | (
+        ACCESS_FS_TRUNCATE if abi >= 3 else 0)
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    # struct landlock_ruleset_attr: handled_access_fs, handled_access_net, scoped (ABI 6)
+    attr = struct.pack("QQQ", handled, 0, scoped) if scoped else struct.pack("Q", handled)
+    ruleset = _check(_libc.syscall(SYS_LANDLOCK_CREATE_RULESET, attr, ctypes.c_size_t(len(attr)),
+                                   ctypes.c_uint32(0)), "landlock_create_ruleset")
+    try:
+        allow(ruleset, scratch, handled)
+        allow(ruleset, "/dev/shm", handled)  # POSIX semaphores and shared memory (multiprocessing)
+        allow(ruleset, "/dev", ACCESS_FS_WRITE_FILE | (ACCESS_FS_TRUNCATE if abi >= 3 else 0))  # /dev/null & co
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    scope = ", no signals or abstract sockets outside" if scoped else ""
+    return f"only in the scratch directory (Landlock ABI {abi}{scope})"
+
+
+def allow(ruleset: int, path: str, access: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return  # e.g. no /dev/shm: nothing to allow
+    try:
+        rule = struct.pack("=Qi", access, fd)  # struct landlock_path_beneath_attr is packed
+        _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, ctypes.c_int(RULE_PATH_BENEATH), rule,
+                             ctypes.c_uint32(0)), f"landlock_add_rule {path}")
+    finally:
+        os.close(fd)
+
+
+def drop_capabilities() -> None:
+    """No capabilities left (a root model could otherwise read the runner's /proc); best effort."""
+    if SYS_CAPSET is None:
+        return
+    header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    _libc.syscall(SYS_CAPSET, header, bytes(24))
+
+
+# ---- the runner: protect itself, watch and end the model's tree ------------
+
+
+def protect_runner() -> str:
+    """Keep the runner's secrets from the model's process; says what applied."""
+    _prctl(PR_SET_DUMPABLE, 0)  # /proc/<runner>/environ, mem, fd: no longer readable by its uid
+    hidden = scrub_command_line()
+    return "runner non-dumpable" + (f", {hidden} secret argument(s) scrubbed from its command line" if hidden else "")
+
+
+def secret_spans(args: list[bytes]) -> Iterable[tuple[int, int]]:
+    """Byte ranges in the NUL-joined ``args`` holding secrets: --post_data values, URL query strings."""
+    offset, after_post_data = 0, False
+    for arg in args:
+        start = None
+        if after_post_data:
+            start = offset
+        elif arg.startswith(b"--post_data="):
+            start = offset + len(b"--post_data=")
+        elif arg.lower().startswith((b"http://", b"https://", b"--model=http", b"--post_url=http")) and b"?" in arg:
+            start = offset + arg.index(b"?") + 1
+        if start is not None and start < offset + len(arg):
+            yield start, offset + len(arg)
+        after_post_data = arg == b"--post_data"
+        offset += len(arg) + 1
+
+
+def scrub_command_line() -> int:
+    """Overwrite secrets in this process's original argv (what /proc/<pid>/cmdline shows)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            shown = handle.read()
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        arg_start = int(fields[45])  # field 48 of proc(5), counted after "pid (comm)"
+    except (OSError, IndexError, ValueError):
+        return 0
+    if ctypes.string_at(arg_start, len(shown)) != shown:
+        return 0  # not the memory /proc shows: leave it
+    spans = list(secret_spans(shown.rstrip(b"\0").split(b"\0")))
+    for start, end in spans:
+        ctypes.memset(arg_start + start, ord("*"), end - start)
+    return len(spans)
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) for every process this one can see."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue  # it ended meanwhile
+            table[int(name)] = (int(fields[1]), fields[0].decode())
+    return table
+
+
+def resident_bytes(pid: int) -> int:
+    """Anonymous + shared-memory resident bytes: what a memory cgroup cannot reclaim."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(("RssAnon:", "RssShmem:")):
+                    total += int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return total
+
+
+class Watchdog:
+    """The model's process tree: its peak memory, --max-memory, and its end."""
+
+    def __init__(self, root: int, max_memory: int):
+        self.runner, self.root, self.max_memory = os.getpid(), root, max_memory
+        self.peak = 0
+        self.exceeded = False
+        self.was_subreaper = subreaper(True)
+        self.others = {pid for pid, (ppid, _) in process_table().items() if ppid == self.runner and pid != root}
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.watch, name="model-watchdog", daemon=True)
+        self.thread.start()
+
+    def tree(self, table: dict[int, tuple[int, str]] | None = None) -> list[int]:
+        """The live processes of the model: its own descendants and orphans re-parented to the runner."""
+        table = process_table() if table is None else table
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        todo = [self.root] + [p for p in children.get(self.runner, []) if p not in self.others and p != self.root]
+        found = []
+        while todo:
+            pid = todo.pop()
+            if pid in table:
+                found.append(pid)
+                todo.extend(children.get(pid, []))
+        return found
+
+    def watch(self) -> None:
+        while not self.stopped.wait(POLL_SECONDS):
+            used = sum(resident_bytes(pid) for pid in self.tree())
+            self.peak = max(self.peak, used)
+            if self.max_memory and used > self.max_memory:
+                self.exceeded = True
+                self.kill()
+                return
+
+    def kill(self) -> None:
+        """SIGKILL every process of the tree until none is left; reap the orphans."""
+        with self.lock:
+            for _ in range(100):
+                table = process_table()
+                alive = [pid for pid in self.tree(table) if table[pid][1] not in "ZX"]
+                for pid in alive:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.reap(table)
+                if not alive:
+                    return
+                time.sleep(0.01)
+
+    def reap(self, table: dict[int, tuple[int, str]]) -> None:
+        """Collect the orphans that became the runner's children (never the root: Popen waits for it)."""
+        for pid in self.tree(table):
+            if pid != self.root and table[pid][0] == self.runner:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.kill()
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+        if not self.was_subreaper:
+            subreaper(False)
+
+
+def subreaper(on: bool) -> bool:
+    """Make the runner the child subreaper of its descendants; returns the previous state."""
+    state = ctypes.c_int(0)
+    _check(_libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(state), 0, 0, 0), "prctl")
+    _prctl(PR_SET_CHILD_SUBREAPER, int(on))
+    return bool(state.value)
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}".replace(".0 ", " ")
+        count /= 1024
+    raise AssertionError("unreachable")

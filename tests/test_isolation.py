@@ -1,0 +1,165 @@
+"""The model's isolation (issue 8): hostile models against the real runner, in
+real processes. Where the kernel refuses a mechanism (namespaces inside
+Docker's seccomp profile, no Landlock), its test is skipped with the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+
+import hostile_models
+import model_zoo
+import pandas as pd
+import pytest
+from conftest import ROOT
+from test_predict import local_data, read_predictions, run
+
+from numerai_predict import errors
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """What this kernel allows an unprivileged process, tried in a throwaway one."""
+    probe = ("import json\nfrom numerai_predict import isolation\n"
+             "print(json.dumps({'landlock': isolation.landlock_abi(), 'network': isolation.own_network()}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def needs_namespaces(kernel):
+    if not kernel["network"].startswith("none"):
+        pytest.skip(f"network namespaces unavailable here: {kernel['network']}")
+
+
+def pids_in(err, label):
+    return [int(line.split()[-1]) for line in err.splitlines() if line.startswith(label)]
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "no-isolation"])
+def test_detached_grandchild_cannot_touch_the_csv(capfd, live_files, pickle_of, out_dir, isolation):
+    """A setsid()+double-fork grandchild overwriting the CSV is dead before the CSV is written."""
+    model = pickle_of(hostile_models.rewrites_csv(str(out_dir)))
+    code, err = run(capfd, "--model", model, *local_data(live_files), "--output_dir", out_dir, *isolation)
+    assert code == 0, err
+    (grandchild,) = pids_in(err, "GRANDCHILD")
+    assert not alive(grandchild)
+    time.sleep(0.2)  # it wrote every 5 ms while it lived
+    assert (read_predictions(out_dir)["prediction"] == 0.5).all()
+    assert len(read_predictions(out_dir)) == len(live_files["ids"])
+
+
+def test_timeout_ends_the_whole_tree(capfd, live_files, pickle_of, out_dir):
+    code, err = run(capfd, "--model", pickle_of(hostile_models.sleeps_with_grandchild), *local_data(live_files),
+                    "--output_dir", out_dir, "--timeout", "3")
+    assert code == errors.ModelTimeoutError.exit_code, err
+    assert "the model did not finish within --timeout 3 s" in err
+    (grandchild,) = pids_in(err, "GRANDCHILD")
+    assert not alive(grandchild) and os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize(("here", "in_child"), [(600, 0), (200, 200)], ids=["one-process", "two-processes"])
+def test_memory_over_the_limit_stops_the_model(capfd, live_files, pickle_of, out_dir, tmp_path, here, in_child):
+    """The processes' memory counts together; going over --max-memory is exit 33 with the peak."""
+    report = tmp_path / "report.json"
+    code, err = run(capfd, "--model", pickle_of(hostile_models.allocates(here, in_child)), *local_data(live_files),
+                    "--output_dir", out_dir, "--max-memory", "300m", "--report", report)
+    assert code == errors.ModelMemoryError.exit_code, err
+    assert "over --max-memory 300 MiB; they were stopped" in err
+    peak = json.loads(report.read_text())["isolation"]["peak_memory_bytes"]
+    assert peak > 300 << 20
+    assert f"reached {peak / 2**20:.1f} MiB".replace(".0 ", " ") in err
+    assert os.listdir(out_dir) == []
+
+
+def test_limits_are_in_the_log_and_the_report(capfd, live_files, pickle_of, out_dir, tmp_path, kernel):
+    report = tmp_path / "report.json"
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *local_data(live_files),
+                    "--output_dir", out_dir, "--report", report)
+    assert code == 0, err
+    isolation = json.loads(report.read_text())["isolation"]
+    assert isolation["timeout"] == "600 s" and isolation["memory"] == "4 GiB for the whole process tree"
+    assert isolation["cpus"].startswith("1 ") or isolation["cpus"] == "1 (all this machine allows)"
+    assert isolation["network"] == kernel["network"]
+    assert 0 < isolation["peak_memory_bytes"] < 1 << 30
+    assert "Model isolation: timeout: 600 s; memory: 4 GiB" in err and f"network: {kernel['network']}" in err
+
+
+def test_loopback_port_of_the_host_is_unreachable(capfd, live_files, pickle_of, out_dir, kernel):
+    needs_namespaces(kernel)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0)
+        port = listener.getsockname()[1]
+        code, err = run(capfd, "--model", pickle_of(hostile_models.connects(port)), *local_data(live_files),
+                        "--output_dir", out_dir)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody came
+    assert code == 0, err
+    assert "ConnectionRefusedError" in err
+    assert (read_predictions(out_dir)["prediction"] == 0).all()
+
+
+@pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "no-isolation"])
+def test_runner_secrets_are_out_of_reach(live_files, pickle_of, out_dir, server, isolation):
+    """The runner's environment and command line (a presigned POST) cannot be read from the model;
+    without isolation the same model finds them, which proves it looks in the right places."""
+    marker = secrets.token_hex(12)
+    url = server.route("/upload", (204, b""))
+    env = {**os.environ, "NUMERAI_SECRET_KEY": marker}
+    result = subprocess.run([sys.executable, "predict.py", "--model", pickle_of(hostile_models.reads_secrets(marker)),
+                             *local_data(live_files), "--output_dir", str(out_dir), "--post_url", url,
+                             "--post_data", f"key=live.csv&policy=p{marker}&x-amz-signature=s{marker}", *isolation],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    found = read_predictions(out_dir)["prediction"]
+    if isolation:
+        assert (found == 1).all(), result.stderr
+    else:
+        assert (found == 0).all(), [line for line in result.stderr.splitlines() if "SECRETS FOUND" in line]
+
+
+def test_writes_outside_the_scratch_directory_are_refused(capfd, live_files, pickle_of, out_dir, tmp_path, kernel):
+    if not kernel["landlock"]:
+        pytest.skip("Landlock is unavailable in this kernel")
+    outside = tmp_path / "outside.txt"
+    code, err = run(capfd, "--model", pickle_of(hostile_models.writes(str(outside))), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert "PermissionError" in err and not outside.exists()
+    assert (read_predictions(out_dir)["prediction"] == 0).all()
+
+
+def test_exit_without_answer_is_not_called_a_crash(capfd, live_files, pickle_of, out_dir):
+    code, err = run(capfd, "--model", pickle_of(hostile_models.exits_quietly), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == errors.ModelCrashedError.exit_code
+    assert "the model process exited with status 0 without returning predictions" in err
+    assert "another Python" not in err and "os._exit" in err
+
+
+def test_tensorflow_and_pytorch_run_under_the_default_limits(live_files, tmp_path):
+    """Frameworks reserving large virtual memory run under --max-memory 4g (no RLIMIT_AS misfire)."""
+    pickle = {(3, 11): "model_3_11.pkl", (3, 12): "model_3_12_legacy.pkl"}.get(sys.version_info[:2])
+    if pickle is None:
+        pytest.skip("the PyTorch (3.11) and TensorFlow (3.12) test pickles are for other Pythons")
+    report = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "predict.py", "--model", os.path.join(ROOT, "tests", "models", pickle),
+                             *local_data(live_files), "--output_dir", str(tmp_path), "--report", str(report)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["isolation"]["peak_memory_bytes"] < 2 << 30
+    assert len(pd.read_csv(json.loads(report.read_text())["predictions_csv"])) == len(live_files["ids"])
