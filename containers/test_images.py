@@ -152,3 +152,47 @@ def test_bytecode_is_precompiled(image):
     total, missing, *examples = result.stdout.split()
     assert int(total) > 10_000
     assert int(missing) <= int(total) // 1000, examples
+
+
+def run_hostile(env: str, name: str, model: object, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """A hostile model (tests/hostile_models.py, cloudpickled by this Python) run as Numerai runs it."""
+    import sys
+
+    import hostile_models
+
+    if tag(env) != f"3_{sys.version_info[1]}":
+        pytest.skip(f"the hostile pickle is made by Python 3.{sys.version_info[1]}, not {env}'s")
+    out = writable_dir(tmp_path, "out")
+    with open(os.path.join(out, "hostile.pkl"), "wb") as handle:
+        handle.write(hostile_models.cloudpickle.dumps(model))
+    return docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", USER,
+                  "-v", f"{os.path.join(ROOT, 'examples')}:/data:ro", "-v", f"{out}:/out", name,
+                  "--model", "/out/hostile.pkl", "--dataset", "/data/live.parquet",
+                  "--benchmarks", "/data/live_benchmark_models.parquet", "--output_dir", "/out",
+                  "--report", "/out/report.json", *extra, check=False)
+
+
+def test_memory_limit_holds_where_namespaces_are_refused(image, tmp_path):
+    """Docker's seccomp refuses namespaces: the log says --network none is the isolation, and
+    --max-memory still stops the model's processes (exit 33)."""
+    import hostile_models
+
+    env, name = image
+    result = run_hostile(env, name, hostile_models.allocates(600), tmp_path, "--max-memory", "300m")
+    assert result.returncode == 33, result.stderr
+    assert "over --max-memory 300 MiB" in result.stderr
+    assert "network: not isolated by numerai-predict (namespaces refused" in result.stderr
+    assert "the container's --network none is the isolation" in result.stderr
+    with open(os.path.join(tmp_path, "out", "report.json")) as handle:
+        isolation = json.load(handle)["isolation"]
+    assert isolation["peak_memory_bytes"] > 300 << 20
+    assert isolation["secrets"].startswith("runner non-dumpable")
+
+
+def test_timeout_holds_in_the_image(image, tmp_path):
+    import hostile_models
+
+    env, name = image
+    result = run_hostile(env, name, hostile_models.sleeps_with_grandchild, tmp_path, "--timeout", "3")
+    assert result.returncode == 32, result.stderr
+    assert "the model did not finish within --timeout 3 s" in result.stderr
