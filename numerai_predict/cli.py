@@ -7,6 +7,7 @@ import os
 from typing import NamedTuple, NoReturn
 
 from numerai_predict.errors import UsageError, WriteError
+from numerai_predict.redact import redact
 
 DEFAULT_DATASET = "v5.2/live.parquet"
 DEFAULT_BENCHMARKS = "v5.2/live_benchmark_models.parquet"
@@ -153,8 +154,3 @@ def check_output_dir(path: str) -> None:
             pass
     except OSError as exc:
         raise WriteError(f"--output_dir {path} is not writable: {exc.strerror}") from None
-
-
-def redact(url: str) -> str:
-    """A URL without its query string: presigned URLs carry credentials there."""
-    return url.split("?", 1)[0]
