@@ -12,13 +12,10 @@ import logging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
-from numerai_predict.cli import Options, parse_args, redact
+from numerai_predict.cli import Options, parse_args
 from numerai_predict.errors import PredictError
-
-if TYPE_CHECKING:  # annotations only: pandas stays out of --help
-    import pandas as pd
+from numerai_predict.redact import redact, redact_logging, scrub
 
 log = logging.getLogger("numerai_predict")
 
@@ -47,20 +44,22 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
         live_ids = read_parquet(features, columns=[]).index
         predictions = validate_predictions(read_parquet(raw), live_ids)
     log.info("Generated %d predictions", len(predictions))
-    csv_path = write_csv(predictions, opts.output_dir)
+    # The validated predictions' bytes, held here: written, then uploaded as they are (never re-read).
+    payload = predictions.to_csv().encode()
+    csv_path = write_csv(payload, opts.output_dir)
     if opts.post is not None:
         from numerai_predict.transfer import upload
 
-        upload(csv_path, opts.post.url, opts.post.fields)
+        upload(payload, os.path.basename(csv_path), opts.post.url, opts.post.fields)
     return csv_path
 
 
 def fetch_model(model: str, output_dir: str) -> str:
     """A local path to the pickle, downloading it if ``model`` is a URL."""
     if model.lower().startswith(("http://", "https://")):
-        from numerai_predict.transfer import download
+        from numerai_predict.transfer import download_model
 
-        return download(model, output_dir)
+        return download_model(model, output_dir)
     if not os.path.isfile(model):
         from numerai_predict.errors import ModelFetchError
 
@@ -68,8 +67,8 @@ def fetch_model(model: str, output_dir: str) -> str:
     return model
 
 
-def write_csv(predictions: pd.DataFrame, output_dir: str) -> str:
-    """Write the CSV atomically: a reader sees the whole file or none."""
+def write_csv(payload: bytes, output_dir: str) -> str:
+    """Write the CSV's bytes atomically: a reader sees the whole file or none."""
     import secrets
     import tempfile
 
@@ -78,8 +77,8 @@ def write_csv(predictions: pd.DataFrame, output_dir: str) -> str:
     path = os.path.join(output_dir, f"live_predictions-{secrets.token_hex(6)}.csv")
     fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=".live_predictions-", suffix=".csv")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            predictions.to_csv(handle)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other readers
@@ -135,6 +134,7 @@ def write_report(path: str | None, **fields: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run predict.py; the one place failures become messages and exit codes."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True)
+    redact_logging()  # no credential of a presigned URL in any log line
     start, opts, csv_path = time.monotonic(), None, None
     facts: dict[str, object] = {}  # what --report tells beyond the outcome
     argv = sys.argv[1:] if argv is None else argv
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(reproduce_footer(opts) + "\n")
         code, error = 1, f"internal error: {type(exc).__name__}: {exc}"
     write_report(opts.report if opts else None, status="ok" if code == 0 else "error", exit_code=code,
-                 error=error, predictions_csv=csv_path, python=python_tag("."),
+                 error=scrub(error) if error else None, predictions_csv=csv_path, python=python_tag("."),
                  seconds=round(time.monotonic() - start, 3), **facts)
     return code
 

@@ -1,17 +1,42 @@
-"""Live data: a local Parquet file, or a Numerai dataset fetched with numerapi."""
+"""Live data: a local Parquet file, or a Numerai dataset downloaded under the transfer policy.
+
+numerapi supplies only what names the dataset (its GraphQL endpoint and
+tournament); the URL is asked for and the file downloaded by
+numerai_predict.transfer, with timeouts, retries and a deadline. numerapi's
+own download_dataset is never used: it leaves ``<dest>.temp`` behind and
+resumes it later with TLS verification off, stitching two rounds together.
+
+A copy already in --output_dir is reused only when it is provably the file
+the API points at now: its sidecar ``<dest>.source.json`` records the URL
+(without query), ETag, size and Last-Modified it was downloaded with, and the
+download is a GET conditional on that ETag; only a 304 keeps the copy.
+Without a sidecar, or with one that does not match the file, it is
+downloaded again.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import tempfile
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from numerai_predict.errors import DataFetchError, DatasetMissingError, DataUnreadableError
+from numerai_predict.errors import DataFetchError, DatasetMissingError, DataUnreadableError, WriteError
 
-if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+if TYPE_CHECKING:  # annotations only: pandas and requests are imported where they are used
     import pandas as pd
 
+    from numerai_predict.transfer import Source
+
 log = logging.getLogger("numerai_predict")
+
+DATASET_QUERY = """query ($filename: String! $round: Int $tournament: Int) {
+    dataset(filename: $filename round: $round tournament: $tournament)
+}"""
+PARQUET_MAGIC = b"PAR1"
 
 
 def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
@@ -22,20 +47,108 @@ def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
     if os.path.isabs(name) or os.path.exists(name):
         raise DatasetMissingError(f"{flag} {name} is not an existing file")
     dest = os.path.join(output_dir, name)
-    log.info("Downloading %s %s with numerapi", flag, name)
+    url = dataset_url(name, flag)
+    try:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"could not create the folder of {dest}: {exc.strerror or exc}") from None
+    download_dataset(url, dest, f"{flag} {name}")
+    return dest
+
+
+def dataset_url(name: str, flag: str) -> str:
+    """The dataset's download URL, from Numerai's GraphQL API (numerapi's endpoint and query)."""
+    import numerapi.base_api
     from numerapi import NumerAPI
 
+    from numerai_predict.transfer import Transfer, post_json
+
+    endpoint = numerapi.base_api.API_TOURNAMENT_URL
+    tournament = NumerAPI(verbosity="warning").tournament_id
+    transfer = Transfer(f"could not download {flag} {name}: Numerai's API at {endpoint}", DataFetchError)
+    log.info("Asking Numerai's API for the URL of %s %s", flag, name)
+    answer = post_json(endpoint, {"query": DATASET_QUERY, "variables": {
+        "filename": name, "round": None, "tournament": tournament}}, transfer)
+    if isinstance(answer, dict) and answer.get("errors"):
+        messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in answer["errors"])
+        raise transfer.fail(f"it answered: {messages}")
+    url = (answer.get("data") or {}).get("dataset") if isinstance(answer, dict) else None
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise transfer.fail("it gave no download URL")
+    return url
+
+
+def download_dataset(url: str, dest: str, what: str) -> None:
+    """Download ``url`` to ``dest`` unless the copy there is proven unchanged; check it is Parquet."""
+    from numerai_predict.redact import redact
+    from numerai_predict.transfer import Transfer, download
+
+    known = known_copy(dest, url)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(sidecar(dest))  # until the file is settled: a record never describes another file
+    label = f"{what} download from {redact(url)}"
+    source = download(url, dest, Transfer(label, DataFetchError), known=known,
+                      check=lambda path: check_parquet(path, f"{what} from {redact(url)}"))
+    if source is None and known is not None:
+        check_parquet(dest, f"the copy of {what} in {dest}")
+        log.info("Reusing %s: unchanged on the server (ETag %s)", dest, known.etag)
+        source = known
+    if source is not None:
+        write_sidecar(dest, source)
+
+
+def sidecar(dest: str) -> str:
+    return dest + ".source.json"
+
+
+def known_copy(dest: str, url: str) -> Source | None:
+    """What identifies the copy at ``dest``, if its sidecar matches it and ``url``; else None."""
+    from numerai_predict.redact import redact
+    from numerai_predict.transfer import Source
+
     try:
-        NumerAPI(verbosity="warning").download_dataset(name, dest)
-    except (KeyError, TypeError):  # numerapi answers an unreachable API with an empty result
-        raise DataFetchError(f"could not download {flag} {name}: Numerai's API gave no download URL "
-                             "(unreachable, or see numerapi's error above)") from None
-    except Exception as exc:  # numerapi reports other failures as assorted exceptions
-        raise DataFetchError(f"could not download {flag} {name} with numerapi: "
-                             f"{type(exc).__name__}: {exc}") from None
-    if not os.path.isfile(dest):
-        raise DataFetchError(f"numerapi did not produce {dest} for {flag} {name}")
-    return dest
+        with open(sidecar(dest)) as handle:
+            source = Source(**json.load(handle))
+        whole = os.path.getsize(dest) == source.size and has_parquet_magic(dest)
+    except (OSError, ValueError, TypeError):
+        return None
+    return source if whole and source.etag and source.url == redact(url) else None
+
+
+def write_sidecar(dest: str, source: Source) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".source-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(source), handle, indent=2)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, sidecar(dest))
+    except OSError as exc:
+        log.warning("could not record where %s came from: %s", dest, exc.strerror or exc)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def has_parquet_magic(path: str) -> bool:
+    """Parquet files start and end with PAR1: a cheap proof of a whole file."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if os.fstat(handle.fileno()).st_size < 12:
+            return False
+        handle.seek(-4, os.SEEK_END)
+        return head == PARQUET_MAGIC and handle.read(4) == PARQUET_MAGIC
+
+
+def check_parquet(path: str, what: str) -> None:
+    """Refuse anything but a whole Parquet file (magic bytes at both ends, readable footer)."""
+    if not has_parquet_magic(path):
+        raise DataUnreadableError(f"{what} is not a Parquet file (no PAR1 magic at both ends)")
+    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # pyarrow raises several types for bad footers
+        raise DataUnreadableError(f"{what} has an unreadable Parquet footer: {type(exc).__name__}: {exc}") from None
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
