@@ -3,12 +3,11 @@ through real clients against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 
 import model_zoo
 import pytest
-from servers import free_port, s3_error_xml
+from servers import free_port, s3_error_xml, start_moto
 from test_predict import csvs, local_data, read_predictions, run
 
 from numerai_predict import errors
@@ -19,15 +18,7 @@ SECRET = "X-Amz-Signature=topsecret"
 @pytest.fixture(scope="module")
 def s3():
     """moto's S3 server on 127.0.0.1 and a boto3 client for it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}")
+    server, client, _ = start_moto()
     client.create_bucket(Bucket="submissions")
     yield client
     server.stop()
@@ -69,7 +60,7 @@ def test_upload_403_fails_at_once_and_keeps_the_csv(capfd, server, live_files, p
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *local_data(live_files), "--output_dir", out_dir,
                     "--post_url", url, "--post_data", "key=a.csv")
     assert code == errors.UploadRejectedError.exit_code
-    assert "HTTP 403 AccessDenied: Invalid according to Policy: Policy expired." in err
+    assert "HTTP 403 Forbidden (AccessDenied: Invalid according to Policy: Policy expired.)" in err
     assert server.count("POST", "/upload") == 1
     assert len(read_predictions(out_dir)) == len(live_files["ids"])
 
@@ -161,14 +152,25 @@ def test_numerapi_unknown_dataset(capfd, numerai_api, pickle_of, out_dir):
     assert csvs(out_dir) == []
 
 
-def test_numerai_api_unreachable(capfd, server, pickle_of, out_dir, monkeypatch):
-    """numerapi against an API that answers 503: a data error naming the dataset, no CSV."""
+def test_numerai_api_unavailable(capfd, server, pickle_of, out_dir, monkeypatch):
+    """Numerai's API answering 503 until the budget ends: a data error naming the dataset and the status."""
     import numerapi.base_api
-    import numerapi.utils
 
+    monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", "3")
     monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", server.route("/down", (503, b"down")))
-    monkeypatch.setattr(numerapi.utils.time, "sleep", lambda seconds: None)  # numerapi's own retry pauses
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir)
     assert code == errors.DataFetchError.exit_code
-    assert "could not download --dataset v5.2/live.parquet: Numerai's API gave no download URL" in err
-    assert server.count("POST", "/down") >= 1 and csvs(out_dir) == []
+    assert "could not download --dataset v5.2/live.parquet: Numerai's API at " in err
+    assert "HTTP 503 Service Unavailable (down)" in err and "retry budget 3 s" in err
+    assert server.count("POST", "/down") >= 2 and csvs(out_dir) == []
+
+
+def test_numerai_api_unreachable(capfd, pickle_of, out_dir, monkeypatch):
+    """Nothing listening where the API should be: 'connection refused', within the budget."""
+    import numerapi.base_api
+
+    monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", "2")
+    monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", f"http://127.0.0.1:{free_port()}/graphql")
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir)
+    assert code == errors.DataFetchError.exit_code
+    assert "Numerai's API at http://127.0.0.1:" in err and "connection failed: Connection refused" in err
