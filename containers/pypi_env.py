@@ -307,8 +307,31 @@ def build(manifest: dict, env: str) -> str:
         build_prefix(manifest, env, prefix)
         with open(stamp, "w") as handle:
             handle.write(digest)
-    install_path_dependencies(manifest, env, prefix)
     return prefix
+
+
+def workspace_layer(manifest: dict, env: str, prefix: str) -> str:
+    """The environment as this checkout sees it. Prefixes are shared by every clone (CI runs
+    in a fresh one), so the workspace's own packages go into a thin venv over the prefix,
+    inside the checkout (.pixi/twin/ENV, as pixi keeps .pixi/envs/ENV), never into the prefix."""
+    if not path_dependencies(manifest, env):
+        return prefix
+    layer = os.path.join(ROOT, ".pixi", "twin", env)
+    if layer_base(layer) != os.path.join(prefix, "bin"):
+        shutil.rmtree(layer, ignore_errors=True)
+        run_checked([env_python(manifest, env), "-m", "venv", "--without-pip", "--system-site-packages", layer],
+                    f"making {env}'s layer for this checkout")
+    install_path_dependencies(manifest, env, layer, prefix)
+    return layer
+
+
+def layer_base(layer: str) -> str | None:
+    """The prefix bin/ a venv layer was made over (pyvenv.cfg's home), if it exists."""
+    try:
+        with open(os.path.join(layer, "pyvenv.cfg")) as handle:
+            return dict(re.findall(r"^(\w+)\s*=\s*(.*)$", handle.read(), re.MULTILINE)).get("home")
+    except OSError:
+        return None
 
 
 def build_prefix(manifest: dict, env: str, prefix: str) -> None:
@@ -355,13 +378,13 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def install_path_dependencies(manifest: dict, env: str, prefix: str) -> None:
-    """Install the environment's path dependencies from the checkout running the twin. Prefixes are
-    shared by every clone (CI runs in a fresh one), so this runs whenever they point elsewhere."""
-    python = env_python(manifest, env)
+def install_path_dependencies(manifest: dict, env: str, layer: str, prefix: str) -> None:
+    """Install the environment's path dependencies from this checkout into its ``layer`` over
+    ``prefix``, unless they are already installed from here."""
+    python = os.path.join(layer, "bin", "python")
     for name, spec in path_dependencies(manifest, env).items():
         source = os.path.normpath(os.path.join(ROOT, spec["path"]))
-        if installed_from(prefix, name) == source:
+        if installed_from(layer, name) == source:
             continue
         editable = bool(spec.get("editable"))
         print(f"{env}: installing {name} from {source}{' (editable)' if editable else ''} ...", file=sys.stderr)
@@ -466,9 +489,11 @@ def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int
     if "cmd" not in spec:
         return 0
     prefix = build(manifest, env)
+    layer = workspace_layer(manifest, env, prefix)
     cmd = spec["cmd"] if isinstance(spec["cmd"], str) else shlex.join(spec["cmd"])
     cmd, args = render_args(cmd, spec.get("args", []), args)
-    environ = dict(os.environ, PATH=os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", ""),
+    path = os.pathsep.join(dict.fromkeys([os.path.join(layer, "bin"), os.path.join(prefix, "bin")]))
+    environ = dict(os.environ, PATH=path + os.pathsep + os.environ.get("PATH", ""),
                    CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, PYPI_TWIN="1", **spec.get("env", {}))
     print(f"pypi-twin: [{env}] {cmd} {shlex.join(args)}".rstrip(), file=sys.stderr)
     return subprocess.run(["bash", "-c", f'{cmd} "$@"', task, *args], cwd=ROOT, env=environ).returncode

@@ -251,19 +251,44 @@ def test_find_links_are_pips_existing_folders(monkeypatch, tmp_path):
 def test_the_editable_install_follows_the_checkout(fake_uv, monkeypatch, tmp_path):
     ran = []
     monkeypatch.setattr(pypi_env, "run_checked", lambda command, what: ran.append(command))
-    info = tmp_path / "env" / "lib" / "python3.99" / "site-packages" / "local_pkg-0.1.dist-info"
+    info = tmp_path / "layer" / "lib" / "python3.99" / "site-packages" / "local_pkg-0.1.dist-info"
     info.mkdir(parents=True)
-    prefix = str(tmp_path / "env")
+    layer, prefix = str(tmp_path / "layer"), str(tmp_path / "env")
 
-    pypi_env.install_path_dependencies(SMALL, "py399", prefix)  # never installed
+    pypi_env.install_path_dependencies(SMALL, "py399", layer, prefix)  # never installed
     (info / "direct_url.json").write_text(json.dumps({"url": "file:///another/clone", "dir_info": {"editable": True}}))
-    pypi_env.install_path_dependencies(SMALL, "py399", prefix)  # another clone's
+    pypi_env.install_path_dependencies(SMALL, "py399", layer, prefix)  # another clone's
     assert len(ran) == 2 and all(c[-2:] == ["--editable", ROOT] for c in ran)
+    assert all(c[c.index("--python") + 1] == os.path.join(layer, "bin", "python") for c in ran)
 
     (info / "direct_url.json").write_text(json.dumps({"url": "file://" + ROOT, "dir_info": {"editable": True}}))
-    pypi_env.install_path_dependencies(SMALL, "py399", prefix)
-    pypi_env.install_path_dependencies(SMALL, "py399-runtime", prefix)
+    pypi_env.install_path_dependencies(SMALL, "py399", layer, prefix)
+    pypi_env.install_path_dependencies(SMALL, "py399-runtime", layer, prefix)
     assert len(ran) == 2
+
+
+def test_the_workspace_package_lives_in_a_layer_of_the_checkout_not_in_the_shared_prefix(monkeypatch, tmp_path):
+    """Two clones share a prefix; each sees its own workspace package, and the prefix none."""
+    prefix = sys.base_prefix  # the shared prefix under this test's own environment
+    python = os.path.join(prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    monkeypatch.setattr(pypi_env, "env_python", lambda manifest, env: python)
+    probe = "import local_pkg; print(local_pkg.__file__)"
+    seen = []
+    for clone in ("one", "two"):
+        checkout = tmp_path / clone
+        (checkout / "local_pkg").mkdir(parents=True)
+        (checkout / "local_pkg" / "__init__.py").write_text("")
+        (checkout / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+            '[project]\nname = "local-pkg"\nversion = "0.1"\n')
+        monkeypatch.setattr(pypi_env, "ROOT", str(checkout))
+        layer = pypi_env.workspace_layer(SMALL, "py399", prefix)
+        assert layer == str(checkout / ".pixi" / "twin" / "py399")
+        seen.append(subprocess.run([os.path.join(layer, "bin", "python"), "-c", probe], cwd="/",
+                                   capture_output=True, text=True).stdout.strip())
+    assert seen == [str(tmp_path / c / "local_pkg" / "__init__.py") for c in ("one", "two")]
+    assert subprocess.run([python, "-c", "import local_pkg"], cwd="/", capture_output=True).returncode == 1
+    assert pypi_env.workspace_layer(SMALL, "py399-runtime", prefix) == prefix
 
 
 def test_this_checkout_is_the_imported_package(tmp_path):
