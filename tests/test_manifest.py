@@ -10,8 +10,7 @@ import pypi_env
 import pytest
 from conftest import ROOT
 
-SCHEMA = os.path.join(ROOT, "..", "shared", "pixi-schema", "schema.json")
-# numerai-predict's poetry.lock minors per Python (shared/facts.md): a pickle that
+# numerai-predict's poetry.lock minors per Python (its py3.X/poetry.lock files): a pickle that
 # runs in its image must run in ours.
 NUMERAI_PREDICT_MINORS = {
     "py310": {"cloudpickle": "2.2", "numpy": "1.26", "pandas": "2.2", "scikit-learn": "1.6", "lightgbm": "4.0",
@@ -35,17 +34,60 @@ def python_envs(manifest):
 
 
 def test_manifest_matches_pixis_schema(manifest):
-    """pixi.toml is a manifest pixi accepts (its published JSON schema)."""
-    if not os.path.exists(SCHEMA):
-        if os.environ.get("CI"):
-            pytest.fail(f"pixi's schema is missing at {SCHEMA}")
-        pytest.skip("shared/pixi-schema is not beside this checkout")
+    """pixi.toml is a manifest pixi accepts (its published JSON schema, vendored)."""
     import json
 
     import jsonschema
 
-    with open(SCHEMA) as handle:
-        jsonschema.validate(manifest, json.load(handle))
+    with open(pixi_toml.SCHEMA) as handle:
+        schema = json.load(handle)
+    jsonschema.validate(manifest, schema)
+    # The vendored schema is the pixi version its README and the Dockerfile name.
+    version = re.search(r"/v(\d+\.\d+\.\d+)/", schema["$id"]).group(1)
+    with open(os.path.join(ROOT, "containers", "pixi-schema", "README.md")) as handle:
+        assert f"pixi **v{version}**" in handle.read()
+    with open(os.path.join(ROOT, "containers", "Dockerfile")) as handle:
+        assert f"ARG PIXI_VERSION={version}" in handle.read()
+
+
+def test_schema_rejects_what_pixi_rejects(manifest):
+    """The schema check can fail: a misspelt table and a bad task are refused."""
+    import json
+
+    import jsonschema
+
+    with open(pixi_toml.SCHEMA) as handle:
+        schema = json.load(handle)
+    for broken in (dict(manifest, workspaces=manifest["workspace"]),
+                   dict(manifest, tasks=dict(manifest["tasks"], bad={"cmd": 1}))):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+
+
+def test_requires_pixi_admits_no_pixi_too_old_for_the_features_used(manifest):
+    """pixi older than a feature rejects the whole manifest (pixi's changelog)."""
+    assert pixi_toml.too_new_features(manifest) == []
+    used = dict(pixi_toml.features_used(manifest))
+    assert used["task arg choices"] == (0, 65) and used["depends-on naming an environment"] == (0, 46)
+
+
+@pytest.mark.parametrize(("requires", "edit", "too_new"), [
+    (">=0.46", None, ["task arg choices (pixi 0.65)"]),
+    (">=0.65", None, []),
+    (">=0.65", "inline", ["inline environment dependencies (pixi 0.74)"]),
+    (">=0.74", "inline", []),
+    (">=0.44", "no-args", ["{{ }} templates in task commands (pixi 0.46)",
+                           "depends-on naming an environment (pixi 0.46)"]),
+], ids=["choices-need-0.65", "current", "inline-env-deps-need-0.74", "inline-ok", "templates-need-0.46"])
+def test_a_feature_newer_than_requires_pixi_is_caught(manifest, requires, edit, too_new):
+    changed = dict(manifest, workspace=dict(manifest["workspace"], **{"requires-pixi": requires}))
+    if edit == "inline":
+        envs = dict(changed["environments"], extra={"features": ["py312"], "dependencies": {"rich": "*"}})
+        changed["environments"] = envs
+    if edit == "no-args":
+        changed["tasks"] = {name: {k: v for k, v in task.items() if k != "args"}
+                            for name, task in manifest["tasks"].items()}
+    assert pixi_toml.too_new_features(changed) == too_new
 
 
 def test_every_environment_pins_exactly_one_python(manifest):
