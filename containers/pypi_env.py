@@ -493,8 +493,10 @@ def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int
     cmd = spec["cmd"] if isinstance(spec["cmd"], str) else shlex.join(spec["cmd"])
     cmd, args = render_args(cmd, spec.get("args", []), args)
     path = os.pathsep.join(dict.fromkeys([os.path.join(layer, "bin"), os.path.join(prefix, "bin")]))
+    # Tasks run in the workspace root; the caller's folder is INIT_CWD, as under pixi (kept when set).
     environ = dict(os.environ, PATH=path + os.pathsep + os.environ.get("PATH", ""),
-                   CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, PYPI_TWIN="1", **spec.get("env", {}))
+                   CONDA_PREFIX=prefix, PIXI_ENVIRONMENT_NAME=env, PYPI_TWIN="1",
+                   INIT_CWD=os.environ.get("INIT_CWD") or os.getcwd(), **spec.get("env", {}))
     print(f"pypi-twin: [{env}] {cmd} {shlex.join(args)}".rstrip(), file=sys.stderr)
     return subprocess.run(["bash", "-c", f'{cmd} "$@"', task, *args], cwd=ROOT, env=environ).returncode
 

@@ -99,20 +99,50 @@ def parse_args(argv: list[str] | None) -> Options:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     if args.cpus < 0:
         raise UsageError(f"--cpus must be 0 (all) or a positive number, got {args.cpus}")
-    check_output_dir(args.output_dir)
+    output_dir = user_path(args.output_dir)
+    check_output_dir(output_dir)
     return Options(
-        model=args.model,
-        dataset=args.dataset,
-        benchmarks=args.benchmarks,
-        output_dir=args.output_dir,
+        model=args.model if is_url(args.model) else user_path(args.model),
+        dataset=dataset_path(args.dataset),
+        benchmarks=dataset_path(args.benchmarks),
+        output_dir=output_dir,
         post=Post(args.post_url, parse_post_data(args.post_data)) if args.post_url else None,
-        report=args.report,
+        report=user_path(args.report) if args.report else None,
         timeout=args.timeout,
         max_memory=parse_size(args.max_memory, "--max-memory"),
         cpus=args.cpus,
         isolate=not args.no_isolation,
         debug=args.debug,
     )
+
+
+def user_folder() -> str:
+    """The folder the user ran the command from: pixi (and its PyPI twin) run tasks in the
+    workspace root and export the caller's folder as INIT_CWD; otherwise the current folder."""
+    return os.environ.get("INIT_CWD") or os.getcwd()
+
+
+def user_path(path: str) -> str:
+    """A path flag's value as an absolute path, relative ones taken from the user's folder."""
+    return os.path.normpath(os.path.join(user_folder(), path))
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def dataset_path(name: str) -> str:
+    """--dataset/--benchmarks: a local file as an absolute path, or a Numerai dataset name as given.
+
+    The rule: an absolute path, a relative path that exists in the user's folder, or one
+    starting with ./ or ../ is a local file (a missing one is exit 20, never a download);
+    any other relative name (v5.2/live.parquet) is a Numerai dataset name."""
+    if os.path.isabs(name):
+        return name
+    local = user_path(name)
+    if os.path.exists(local) or name in (".", "..") or name.startswith(("./", "../")):
+        return local
+    return name
 
 
 def parse_size(text: str, flag: str) -> int:
