@@ -203,3 +203,15 @@ def test_every_makefile_target_of_numerai_predict_has_its_task(manifest):
     for row in table.values():
         for task in re.findall(r"pixi run (?:-e \w+ )?([a-z][\w-]*)", row):
             assert task in manifest["tasks"], task
+
+
+def test_tensorflow_219_environments_hold_its_protobuf_on_purpose(manifest):
+    """Linux py310-py312 (conda-forge TF 2.19) pin libprotobuf 6.31 and pytorch <= 2.10, the
+    builds that link it; py313 (TF from PyPI, protobuf bundled) and macOS stay free."""
+    for env in pixi_toml.python_environments(manifest):
+        for platform in ("linux-64", "linux-aarch64", "osx-arm64"):
+            deps = pixi_toml.merged(manifest, env, "dependencies", platform)
+            conda_tf = str(deps.get("tensorflow-cpu", "")).startswith("2.19")
+            assert (deps.get("libprotobuf") == "6.31.*") == conda_tf, (env, platform)
+            torch = deps["pytorch"]["version"]
+            assert (torch == "<=2.10") == conda_tf and deps["pytorch"]["build"] == "cpu_generic*", (env, platform)

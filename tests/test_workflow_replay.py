@@ -47,10 +47,10 @@ def fresh_clone(folder) -> tuple[str, str]:
 
 
 def runner_path(shim_dir: str) -> str:
-    """PATH as a runner has it: the pixi shim first, and none of the twin environment
-    this test runs in (a runner's python3 is the system's, not an environment's)."""
-    prefix = os.environ.get("CONDA_PREFIX")
-    parts = [p for p in os.environ["PATH"].split(os.pathsep) if not (prefix and p.startswith(prefix))]
+    """PATH as a runner has it: the pixi shim first, and none of the twin environment this
+    test runs in, nor its layer in the checkout (a runner's python3 is the system's)."""
+    ours = [p for p in (os.environ.get("CONDA_PREFIX"), os.path.join(ROOT, ".pixi")) if p]
+    parts = [p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(tuple(ours))]
     return os.pathsep.join([shim_dir, *parts])
 
 
@@ -84,8 +84,11 @@ def test_replayed_push_has_a_40_character_sha_and_nothing_beside_the_clone(push)
 def test_tests_workflow_replays_on_first_push(push):
     """tests.yml on a push before pixi.lock exists: the Python list from pixi.toml,
     a notice that the lock is missing, lint and types clean, and the test step of
-    every environment (pytest collecting the suite: test-all runs it in full)."""
-    push.extra_env = {"PYTEST_ADDOPTS": "--collect-only -q"}
+    every environment: the whole suite collected, and the tests of the repository
+    itself (manifest, schema, workflows, twin, add-a-Python) run for real in the
+    clone, which has nothing beside it (test-all runs the rest in full)."""
+    push.extra_env = {"PYTEST_ADDOPTS": "-q -k 'test_manifest or test_ci_config or test_pypi_env or "
+                                        "test_add_python_version'"}
     try:
         jobs = push.run_workflow("tests.yml")
     finally:
@@ -98,7 +101,25 @@ def test_tests_workflow_replays_on_first_push(push):
         assert seen[(f"test ({env})", "Test")] == "passed"
     assert seen[("lint", "Lint (ruff, actionlint, zizmor, hadolint, requires-pixi)")] == "passed"
     assert seen[("lint", "Type check (mypy, strict)")] == "passed"
+    ran = [entry for entry in push.log if "pixi run -e" in entry.splitlines()[0]]
+    assert len(ran) == len(pythons) and all(re.search(r"\b\d+ passed\b", entry) for entry in ran), ran
     assert any("pixi.lock does not exist yet" in entry for entry in push.log), "no notice about the missing lock"
+
+
+def test_runner_python_is_the_systems_not_an_environments(push):
+    """A workflow step that needs more than a bare runner's python3 would pass here and fail on GitHub."""
+    found = subprocess.run(["bash", "-c", "command -v python3"], env=dict(os.environ, PATH=push.path),
+                           capture_output=True, text=True).stdout.strip()
+    assert found and not found.startswith((os.environ.get("CONDA_PREFIX") or "/nonexistent", ROOT))
+
+
+@pytest.mark.parametrize("command", [["install", "--locked", "-e", "py311"], ["run", "--locked", "lint"],
+                                     ["lock", "--check"]])
+def test_pixi_shim_refuses_locked_work_without_a_lock(push, command):
+    """As pixi does: --locked (and lock --check) fail when pixi.lock does not exist."""
+    done = subprocess.run(["pixi", *command], cwd=push.workspace, env=dict(os.environ, PATH=push.path),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "pixi.lock does not exist" in done.stderr, done.stderr
 
 
 def test_lock_workflow_fails_as_pixi_does_without_conda_forge(push):
