@@ -15,7 +15,7 @@ import time
 
 from numerai_predict.cli import Options, parse_args
 from numerai_predict.errors import PredictError
-from numerai_predict.redact import redact, redact_logging, scrub
+from numerai_predict.redact import redact_logging, scrub
 
 log = logging.getLogger("numerai_predict")
 
@@ -99,23 +99,18 @@ def python_tag(separator: str = "") -> str:
     return f"3{separator}{sys.version_info[1]}"
 
 
-def reproduce_footer(opts: Options | None) -> str:
-    """How to run the same thing locally, for the Python that is running now."""
-    model = os.path.basename(redact(opts.model)) if opts else "model.pkl"
-    image = os.environ.get("NUMERAI_PREDICT_IMAGE_REPO", "ghcr.io/numerai")
-    tag = os.environ.get("GIT_REF", "latest")
-    rule = "-" * 78
-    return (f"{rule}\nReproduce this locally (Python {python_tag('.')}):\n"
-            f"    pixi run -e py{python_tag()} predict --debug --model {model}\n"
-            f'    docker run -i --rm -v "$PWD:$PWD" {image}/numerai_predict_py_{python_tag("_")}:{tag} '
-            f"--debug --model $PWD/{model}\n{rule}")
+def reproduce_footer(argv: list[str], exc: BaseException | None = None) -> str:
+    """Commands that reproduce this run when pasted (numerai_predict/reproduce.py)."""
+    from numerai_predict.reproduce import reproduce_footer as footer
+
+    return footer(argv, exc)
 
 
-def report_failure(exc: PredictError, opts: Options | None, debug: bool) -> None:
+def report_failure(exc: PredictError, argv: list[str], debug: bool) -> None:
     if exc.details and (exc.show_traceback or debug):
         sys.stderr.write(exc.details.rstrip() + "\n")
     log.error("[exit %d] %s", exc.exit_code, exc.one_line())
-    sys.stderr.write(reproduce_footer(opts) + "\n")
+    sys.stderr.write(reproduce_footer(argv, exc) + "\n")
 
 
 def write_report(path: str | None, **fields: object) -> None:
@@ -146,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         csv_path = predict(opts, facts)
         code, error = 0, None
     except PredictError as exc:
-        report_failure(exc, opts, debug)
+        report_failure(exc, argv, debug)
         code, error = exc.exit_code, exc.one_line()
     except KeyboardInterrupt:
         code, error = 130, "interrupted"
     except Exception as exc:  # a bug in numerai-predict itself
         log.exception("internal error: %s", exc) if debug else log.error(
             "[exit 1] internal error: %s: %s (rerun with --debug for the traceback)", type(exc).__name__, exc)
-        sys.stderr.write(reproduce_footer(opts) + "\n")
+        sys.stderr.write(reproduce_footer(argv, exc) + "\n")
         code, error = 1, f"internal error: {type(exc).__name__}: {exc}"
     write_report(opts.report if opts else None, status="ok" if code == 0 else "error", exit_code=code,
                  error=scrub(error) if error else None, predictions_csv=csv_path, python=python_tag("."),

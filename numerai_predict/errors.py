@@ -46,6 +46,8 @@ class PickleUnreadableError(PredictError):
 class PickleVersionError(PredictError):
     exit_code = 12
     advice = "Pickle the model with the same Python minor version you choose on Numerai."
+    #: The Python minors that could have made the pickle: the footer's environment.
+    pythons: tuple[tuple[int, int], ...] = ()
 
 
 class MissingModuleError(PredictError):

@@ -187,11 +187,13 @@ def check_compatible(facts: PickleFacts, path: str) -> None:
         made = " or ".join(f"{major}.{minor}" for major, minor in sorted(facts.made_with))
         if made == "3.10":
             made = "3.10 or older"
-        raise PickleVersionError(
+        error = PickleVersionError(
             f"{path} holds code compiled by Python {made}, but this is Python {here[0]}.{here[1]}",
             advice=f"Run it in the {' or '.join(f'py{a}{b}' for a, b in sorted(facts.made_with))} "
                    f"environment (or its image), or pickle it again with Python {here[0]}.{here[1]}.",
         )
+        error.pythons = tuple(sorted(facts.made_with))
+        raise error
     # Missing modules are not refused here: extension modules may register
     # under other names once their package is imported (sklearn's '_loss').
     log.debug("the pickle imports %s", ", ".join(sorted(facts.modules)))

@@ -265,7 +265,8 @@ def test_cli_footer_names_this_python(live_files, pickle_of, out_dir):
     result = subprocess.run([sys.executable, "predict.py", "--model", pickle_of(model_zoo.BAD_OUTPUTS["none"]),
                              *local_data(live_files), "--output_dir", str(out_dir)],
                             cwd=ROOT, capture_output=True, text=True)
+    model = pickle_of(model_zoo.BAD_OUTPUTS["none"])
     tag = f"3{sys.version_info[1]}"
     assert result.returncode == errors.PredictionsNoneError.exit_code
-    assert f"pixi run -e py{tag} predict --debug --model model.pkl" in result.stderr
-    assert f"numerai_predict_py_3_{sys.version_info[1]}:latest --debug --model $PWD/model.pkl" in result.stderr
+    assert f"-e py{tag} predict --model {model} --dataset" in result.stderr
+    assert f"numerai_predict_py_3_{sys.version_info[1]}:latest --model {model} --dataset" in result.stderr
