@@ -474,20 +474,49 @@ def resolve_default(manifest: dict, env: str) -> str:
 
 
 def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int:
-    """Run a pixi task with its depends-on, each in its environment, like `pixi run`."""
+    """Run a pixi task with its depends-on, each in its environment, like `pixi run`.
+
+    Unlike pixi, which stops at the first failing dependency, every dependency runs (a
+    failing py310 hides none of py311-py313 in test-all) and the last lines say which
+    passed, failed or did not run; the exit is the first failure's. A task's own command
+    does not run after a failed dependency."""
     tasks = manifest.get("tasks", {})
     if task not in tasks:
         raise TwinError(f"unknown task {task!r}; pixi.toml has {', '.join(sorted(tasks))}")
     spec = tasks[task] if isinstance(tasks[task], dict) else {"cmd": tasks[task]}
     env = resolve_default(manifest, env or spec.get("default-environment") or "default")
     deps = spec.get("depends-on", [])
-    for dep in deps if isinstance(deps, list) else [deps]:
-        dep = {"task": dep} if isinstance(dep, str) else dep
-        code = run_task(manifest, dep.get("environment", env), dep["task"], [])
-        if code:
-            return code
-    if "cmd" not in spec:
-        return 0
+    deps = [{"task": dep} if isinstance(dep, str) else dep for dep in (deps if isinstance(deps, list) else [deps])]
+    outcomes: list[tuple[str, int | None, str]] = []  # (task [env], exit code or None: did not run, why)
+    for dep in deps:
+        dep_env = resolve_default(manifest, dep.get("environment", env))
+        try:
+            outcomes.append((f"{dep['task']} [{dep_env}]", run_task(manifest, dep_env, dep["task"], []), ""))
+        except TwinError as exc:
+            print(f"pypi_env: error: {exc}", file=sys.stderr)
+            outcomes.append((f"{dep['task']} [{dep_env}]", None, str(exc)))
+    if "cmd" in spec and any(code != 0 for _, code, _ in outcomes):
+        outcomes.append((f"{task} [{env}]", None, "a dependency failed"))
+    elif "cmd" in spec:
+        outcomes.append((f"{task} [{env}]", run_own_command(manifest, env, task, spec, args), ""))
+    if not deps:
+        return (outcomes[0][1] or 0) if outcomes else 0
+    report_outcomes(task, outcomes)
+    failures = [code for _, code, _ in outcomes if code]
+    return failures[0] if failures else 2 if any(code is None for _, code, _ in outcomes) else 0
+
+
+def report_outcomes(task: str, outcomes: list[tuple[str, int | None, str]]) -> None:
+    """The last lines of a task with dependencies: what passed, failed or did not run."""
+    passed = [label for label, code, _ in outcomes if code == 0]
+    failed = [f"{label} (exit {code})" for label, code, _ in outcomes if code]
+    skipped = [f"{label} ({why})" for label, code, why in outcomes if code is None]
+    for what, labels in (("passed", passed), ("failed", failed), ("did not run", skipped)):
+        print(f"pypi-twin: {task}: {what}: {', '.join(labels) or 'none'}", file=sys.stderr)
+
+
+def run_own_command(manifest: dict, env: str, task: str, spec: dict, args: list[str]) -> int:
+    """A task's own command, in its environment, from the workspace root."""
     prefix = build(manifest, env)
     layer = workspace_layer(manifest, env, prefix)
     cmd = spec["cmd"] if isinstance(spec["cmd"], str) else shlex.join(spec["cmd"])
