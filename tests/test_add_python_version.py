@@ -43,8 +43,9 @@ def add_python(manifest: str, env: str) -> str:
 
 
 def run(copy, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=copy, capture_output=True, text=True,
-                          env=dict(os.environ, CI=""))
+    # The proof's own pytest run must not inherit a caller's selection (PYTEST_ADDOPTS).
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    return subprocess.run([sys.executable, *args], cwd=copy, capture_output=True, text=True, env=env)
 
 
 def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(tmp_path):
