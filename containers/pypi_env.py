@@ -551,6 +551,15 @@ def render_args(cmd: str, declared: list, given: list[str]) -> tuple[str, list[s
     return cmd, []
 
 
+def task_list(manifest: dict) -> str:
+    """pixi.toml's tasks with their descriptions, as `pixi task list` prints them."""
+    tasks = manifest.get("tasks", {})
+    width = max((len(name) for name in tasks), default=0)
+    lines = [f"  {name.ljust(width)}  {spec.get('description', '') if isinstance(spec, dict) else ''}".rstrip()
+             for name, spec in sorted(tasks.items())]
+    return "\n".join(["Tasks of pixi.toml:", *lines])
+
+
 def run_checked(command: list[str], what: str, allowed: tuple[int, ...] = (0,), quiet: bool = False) -> None:
     result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else None)
     if result.returncode not in allowed:
@@ -569,14 +578,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="exit 1 if any lock is stale against pixi.toml")
     p_build = sub.add_parser("build", help="build environments from their locks")
     p_build.add_argument("envs", nargs="*", help="environments (default: every one)")
-    p_run = sub.add_parser("run", help="run a pixi task, like `pixi run [-e ENV] TASK ARGS`")
+    manifest = load()
+    p_run = sub.add_parser("run", help="run a pixi task, like `pixi run [-e ENV] TASK ARGS`",
+                           epilog=task_list(manifest), formatter_class=argparse.RawDescriptionHelpFormatter)
     p_run.add_argument("-e", "--environment", help="environment (default: the task's or pixi's default)")
-    p_run.add_argument("task")
+    p_run.add_argument("task", nargs="?", help="a task of pixi.toml (without one: the list below)")
     p_run.add_argument("args", nargs=argparse.REMAINDER)
     p_path = sub.add_parser("path", help="print an environment's prefix")
     p_path.add_argument("env")
     args = parser.parse_args(argv)
-    manifest = load()
     named = [e for e in environments(manifest) if e != "default"]
     try:
         if args.command == "lock":
@@ -591,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "build":
             for env in args.envs or named:
                 print(build(manifest, env))
+        elif args.command == "run" and not args.task:
+            print(task_list(manifest))  # as `pixi run` without a task
         elif args.command == "run":
             return run_task(manifest, args.environment, args.task, args.args)
         elif args.command == "path":

@@ -2,17 +2,19 @@
 """A full offline run of predict.py on bundled data, for newcomers.
 
 Uses this Python's test model (tests/models/model_3_XY.pkl, a 2-argument model)
-and the small live-shaped data in examples/, writes the predictions CSV to a
-temporary folder and shows its first rows. Extra arguments go to predict.py.
+and the small live-shaped data in examples/, writes the predictions CSV into the
+folder you run it from (INIT_CWD, which pixi and its PyPI twin set; else the
+current folder), where it stays, and shows its first rows. Extra arguments go to
+predict.py (relative paths from your folder too).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import predict
+from numerai_predict.cli import user_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,17 +25,20 @@ def main(extra: list[str]) -> int:
     if not os.path.exists(model):
         print(f"demo: no example model for Python {tag.replace('_', '.')} ({model})", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="numerai-predict-demo-") as out:
-        code = predict.main(["--model", model,
-                             "--dataset", os.path.join(ROOT, "examples", "live.parquet"),
-                             "--benchmarks", os.path.join(ROOT, "examples", "live_benchmark_models.parquet"),
-                             "--output_dir", out, *extra])
-        for name in sorted(os.listdir(out)):
-            if name.endswith(".csv"):
-                with open(os.path.join(out, name)) as handle:
-                    lines = handle.readlines()
-                print(f"\n{name}: {len(lines) - 1} predictions; first rows:")
-                print("".join(lines[:6]), end="")
+    out = user_folder()
+    before = set(os.listdir(out)) if os.path.isdir(out) else set()
+    code = predict.main(["--model", model,
+                         "--dataset", os.path.join(ROOT, "examples", "live.parquet"),
+                         "--benchmarks", os.path.join(ROOT, "examples", "live_benchmark_models.parquet"),
+                         "--output_dir", out, *extra])
+    made = sorted(name for name in os.listdir(out) if name.endswith(".csv") and name not in before) \
+        if os.path.isdir(out) else []
+    for name in made:
+        with open(os.path.join(out, name)) as handle:
+            lines = handle.readlines()
+        print(f"\n{os.path.join(out, name)} (kept in the folder you ran the demo from): "
+              f"{len(lines) - 1} predictions; first rows:")
+        print("".join(lines[:6]), end="")
     return code
 
 

@@ -48,12 +48,28 @@ def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
         raise DatasetMissingError(f"{flag} {name} is not an existing file")
     dest = os.path.join(output_dir, name)
     url = dataset_url(name, flag)
+    created = missing_folders(os.path.dirname(dest))
     try:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"could not create the folder of {dest}: {exc.strerror or exc}") from None
-    download_dataset(url, dest, f"{flag} {name}")
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"could not create the folder of {dest}: {exc.strerror or exc}") from None
+        download_dataset(url, dest, f"{flag} {name}")
+    except BaseException:
+        for folder in created:  # a failed download leaves no empty v5.2/ behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
     return dest
+
+
+def missing_folders(folder: str) -> list[str]:
+    """The folders os.makedirs(folder) would create, deepest first."""
+    missing = []
+    while folder and not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def dataset_url(name: str, flag: str) -> str:

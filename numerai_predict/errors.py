@@ -72,7 +72,7 @@ class DatasetMissingError(PredictError):
 
 class DataFetchError(PredictError):
     exit_code = 21
-    advice = "Check the dataset name (numerapi list_datasets) and your network connection, then retry."
+    advice = "Check the dataset name (`numerapi list-datasets` lists them) and your network connection, then retry."
 
 
 class DataUnreadableError(PredictError):

@@ -366,3 +366,13 @@ def test_download_that_is_not_parquet_is_refused(capfd, api, live_files, pickle_
     assert run.code == errors.DataUnreadableError.exit_code, run.err
     assert "is not a Parquet file (no PAR1 magic at both ends)" in run.err
     assert run.files == []
+
+
+def test_a_failed_download_leaves_no_empty_folder(capfd, api, live_files, pickle_of, out_dir):
+    """The folders made for a dataset (v5.2/) go again when its download fails."""
+    api.graphql = {DATASET: "/datasets/v5.2/live.parquet"}
+    api.route("/datasets/v5.2/live.parquet", (403, s3_error_xml("AccessDenied", "Request has expired")))
+    run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
+    assert run.code == errors.DataFetchError.exit_code, run.err
+    assert "numerapi list-datasets" in run.err
+    assert os.listdir(out_dir) == []

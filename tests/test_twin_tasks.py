@@ -52,3 +52,14 @@ def test_all_passing_exits_0(no_builds, capfd):
     assert pypi_env.run_task(manifest, None, "all", []) == 0
     assert capfd.readouterr().err.splitlines()[-3:] == [
         "pypi-twin: all: passed: ok [a], ok [b]", "pypi-twin: all: failed: none", "pypi-twin: all: did not run: none"]
+
+
+def test_run_help_lists_the_tasks_with_their_descriptions(capsys):
+    with pytest.raises(SystemExit) as exited:
+        pypi_env.main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "Tasks of pixi.toml:" in out
+    assert "  predict " in out and "Run a pickled model" in out and "  test-all " in out
+    assert pypi_env.main(["run"]) == 0  # as `pixi run` without a task: the list
+    assert "  demo " in capsys.readouterr().out

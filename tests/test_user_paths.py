@@ -66,3 +66,12 @@ def test_the_twin_runs_predict_with_paths_from_the_callers_folder(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert [p for p in os.listdir(tmp_path / "out") if p.endswith(".csv")]
+
+
+def test_the_demo_keeps_its_csv_in_the_users_folder(tmp_path):
+    env = dict(os.environ, INIT_CWD=str(tmp_path))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo.py")], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (csv,) = [p for p in os.listdir(tmp_path) if p.endswith(".csv")]
+    assert f"{tmp_path / csv} (kept in the folder you ran the demo from)" in result.stdout
