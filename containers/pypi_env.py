@@ -384,9 +384,9 @@ def install_path_dependencies(manifest: dict, env: str, layer: str, prefix: str)
     python = os.path.join(layer, "bin", "python")
     for name, spec in path_dependencies(manifest, env).items():
         source = os.path.normpath(os.path.join(ROOT, spec["path"]))
-        if installed_from(layer, name) == source:
-            continue
         editable = bool(spec.get("editable"))
+        if installed_from(layer, name) == (source, editable):
+            continue
         print(f"{env}: installing {name} from {source}{' (editable)' if editable else ''} ...", file=sys.stderr)
         command = uv_pip("install", "--python", python, "--no-deps", "--link-mode", "copy")
         if site_packages_has(prefix, "setuptools"):  # the build backend is there: no download
@@ -400,16 +400,19 @@ def site_packages_has(prefix: str, name: str) -> list[str]:
     return glob.glob(os.path.join(prefix, "lib", "python3.*", "site-packages", pattern))
 
 
-def installed_from(prefix: str, name: str) -> str | None:
-    """The local folder a distribution was installed from (its direct_url.json), if any."""
+def installed_from(prefix: str, name: str) -> tuple[str, bool] | None:
+    """The local folder a distribution was installed from and whether editably (its
+    direct_url.json), if any."""
     for info in site_packages_has(prefix, name):
         try:
             with open(os.path.join(info, "direct_url.json")) as handle:
-                url = urllib.parse.urlparse(json.load(handle)["url"])
+                direct = json.load(handle)
+            url = urllib.parse.urlparse(direct["url"])
         except (OSError, ValueError, KeyError):
             continue
         if url.scheme == "file":
-            return os.path.normpath(urllib.parse.unquote(url.path))
+            editable = bool(direct.get("dir_info", {}).get("editable"))
+            return os.path.normpath(urllib.parse.unquote(url.path)), editable
     return None
 
 
