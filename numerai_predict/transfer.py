@@ -139,6 +139,9 @@ class Transfer:
             return retryer(attempt)
         except TransientError as exc:
             attempts = retryer.statistics.get("attempt_number", 1)
+            left = self.deadline.left()
+            if exc.retry_after is not None and left - exc.retry_after < MIN_ATTEMPT:  # the wait would not fit
+                exc = TransientError(f"{exc}, beyond the retry budget ({max(0.0, left):.1f} s left): not waited for")
             raise self.fail(f"{exc} ({attempts} attempt{'s' if attempts > 1 else ''} in "
                             f"{self.deadline.elapsed():.1f} s, retry budget {self.policy.budget_seconds:g} s "
                             f"set by {RETRY_BUDGET_ENV})", self.exhausted, "kept failing") from None
@@ -224,6 +227,9 @@ def request_cause(exc: requests.RequestException) -> str:
     ]
     kind = next((text for cls, text in kinds if isinstance(exc, cls)), type(exc).__name__)
     text = str(exc)
+    certificate = re.search(r"certificate verify failed: ([^'\"(]+)", text)
+    if certificate:  # the one reason that matters, past the pool's preamble
+        return scrub(f"{kind}: certificate verify failed: {certificate.group(1).strip()}")
     if "Read timed out" in text:  # also what a body read past the read timeout raises
         return "no data within the read timeout"
     reason = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|Connection reset by peer|"
@@ -320,6 +326,10 @@ def attempt_request(method: str, url: str, transfer: Transfer, **kwargs: Any) ->
     try:
         with requests.request(method, url, stream=True, timeout=transfer.deadline.timeouts(), **kwargs) as response:
             yield response
+    except requests.exceptions.SSLError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # a refusal: the certificate will not change by retrying
+            raise transfer.fail(request_cause(exc)) from None
+        raise TransientError(request_cause(exc)) from None
     except requests.RequestException as exc:
         raise TransientError(request_cause(exc)) from None
 

@@ -130,5 +130,10 @@ def writes(outside):
     return predict
 
 
+def counts_cpus(live_features):
+    """Predicts the number of CPUs it may run on, divided by 1000."""
+    return answer(live_features, len(os.sched_getaffinity(0)) / 1000)
+
+
 def exits_quietly(live_features):
     os._exit(0)

@@ -25,6 +25,8 @@ class ScriptedServer:
     - ``("stall", body)``: half the body, then silence until the server closes
       (at most ``STALL_SECONDS``);
     - ``("trickle", body, interval)``: one byte every ``interval`` seconds;
+    - ``("hang",)``: the request read, then no answer at all (not even headers)
+      until the server closes (at most ``STALL_SECONDS``);
     - ``("graphql",)``: the answer of Numerai's API (see ``graphql``);
     - ``("forward", then)``: the request forwarded to ``upstream`` (moto's S3),
       whose answer is then relayed (``"ok"``) or lost: ``"reset"``, ``"stall"``,
@@ -36,7 +38,7 @@ class ScriptedServer:
 
     STALL_SECONDS = 30.0
 
-    def __init__(self):
+    def __init__(self, tls: tuple[str, str] | None = None):
         self.scripts: dict[str, list] = {}
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.times: list[float] = []
@@ -61,12 +63,20 @@ class ScriptedServer:
                 pass  # resets and broken pipes are the point of this server
 
         self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.scheme = "https" if tls else "http"
+        if tls:  # (certificate file, key file): the handshake happens in the handler's thread
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True,
+                                                    do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def route(self, path: str, *responses) -> str:
         self.scripts[path] = list(responses)
@@ -87,6 +97,10 @@ class ScriptedServer:
             return respond(request, 200, self.graphql_answer(body), {"Content-Type": "application/json"})
         if kind == "forward":
             return self.forward(request, body, response[1])
+        if kind == "hang":
+            request.close_connection = True
+            self.closed.wait(self.STALL_SECONDS)
+            return None
         if isinstance(kind, str):
             return self.fault(request, kind, *response[1:])
         status, payload, *headers = response
@@ -169,6 +183,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def self_signed_certificate(folder: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (its own issuer: no CA vouches for it) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert, key_file = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    with open(cert, "wb") as handle:
+        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return cert, key_file
 
 
 def s3_error_xml(code: str, message: str) -> bytes:

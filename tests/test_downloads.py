@@ -18,7 +18,7 @@ import urllib.parse
 
 import model_zoo
 import pytest
-from servers import presigner, s3_error_xml, start_moto
+from servers import ScriptedServer, presigner, s3_error_xml, self_signed_certificate, start_moto
 
 import predict
 from numerai_predict import errors
@@ -26,6 +26,7 @@ from numerai_predict import errors
 BUDGET = 10.0  # NUMERAI_PREDICT_RETRY_SECONDS for the tests
 SHORT_BUDGET = 3.0  # for faults that last until the deadline
 TIMEOUT = 1.0  # connect and read timeouts
+EPSILON = 0.05  # seconds: clock granularity between the client's wait and the server's stamp
 SLACK = 1.5  # seconds past the deadline for the run to end after the transfer stopped
 USERINFO = "numerai:hunter2"
 SECRETS = ("X-Amz-", "Signature", "AKIATESTINGKEY00", "hunter2", "Credential")
@@ -226,6 +227,12 @@ class UploadPost(Endpoint):
         assert len([f for f in run.files if f.endswith(".csv")]) == 1  # the CSV is kept
 
 
+def arrivals(endpoint):
+    """When the endpoint's server saw each of its requests (time.monotonic())."""
+    seen = zip(endpoint.scripted.requests, endpoint.scripted.times, strict=True)
+    return [t for (method, path, *_), t in seen if method == endpoint.method and path.split("?")[0] == endpoint.path]
+
+
 ENDPOINTS = {"model-get": ModelGet, "graphql": GraphQL, "dataset-get": DatasetGet, "upload-post": UploadPost}
 
 # fault -> (responses before the good one, attempts seen); "403" is refused at once.
@@ -261,6 +268,9 @@ def test_fault(capfd, endpoint, fault, out_dir):
     else:
         assert run.code == 0, run.err
         endpoint.check_success(run)
+    if fault == "429":  # the server's Retry-After: 1 was waited for before the second request
+        first_request, second = arrivals(endpoint)
+        assert second - first_request >= 1.0 - EPSILON, run.err
 
 
 LASTING = ["503", "stall", "trickle"]
@@ -359,13 +369,29 @@ def test_copy_without_matching_record_is_downloaded_again(capfd, moto_dataset, l
 
 
 def test_download_that_is_not_parquet_is_refused(capfd, api, live_files, pickle_of, out_dir):
-    """A 200 with an HTML page instead of the dataset: exit 22, nothing left behind."""
-    api.graphql = {DATASET: "/datasets/v5.2/live.parquet"}
+    """A 200 with an HTML page instead of the dataset (a presigned URL): exit 22, nothing left behind,
+    no credential in any output."""
+    api.graphql = {DATASET: presigned_get(api.url, "datasets", DATASET)}
     api.route("/datasets/v5.2/live.parquet", (200, b"<html>captive portal</html>"))
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
     assert run.code == errors.DataUnreadableError.exit_code, run.err
     assert "is not a Parquet file (no PAR1 magic at both ends)" in run.err
+    assert "/datasets/v5.2/live.parquet" in run.err
     assert run.files == []
+    run.assert_no_secret()
+
+
+def test_not_parquet_error_names_the_url_without_its_query(server, out_dir):
+    """The exit-22 error itself (before any log filter or report scrub) holds no query string."""
+    from numerai_predict.data import download_dataset
+
+    server.route("/datasets/v5.2/live.parquet", (200, b"<html>captive portal</html>"))
+    url = presigned_get(server.url, "datasets", DATASET)
+    with pytest.raises(errors.DataUnreadableError) as raised:
+        download_dataset(url, str(out_dir / "live.parquet"), "--dataset v5.2/live.parquet")
+    message = raised.value.one_line()
+    assert "/datasets/v5.2/live.parquet" in message
+    assert "?" not in message and not any(secret.lower() in message.lower() for secret in SECRETS), message
 
 
 def test_a_failed_download_leaves_no_empty_folder(capfd, api, live_files, pickle_of, out_dir):
@@ -376,3 +402,107 @@ def test_a_failed_download_leaves_no_empty_folder(capfd, api, live_files, pickle
     assert run.code == errors.DataFetchError.exit_code, run.err
     assert "numerapi list-datasets" in run.err
     assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS), indirect=True)
+def test_retry_after_beyond_the_deadline_ends_at_once(capfd, endpoint, out_dir, monkeypatch):
+    """A Retry-After longer than the time left is not waited for: the transfer ends at once, saying why."""
+    monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", str(SHORT_BUDGET))
+    endpoint.scripted.route(endpoint.path, (429, b"Slow Down", {"Retry-After": "100"}))
+    run = Run(capfd, out_dir, endpoint.args())
+    (first,) = arrivals(endpoint)
+    assert run.code == endpoint.exhausted.exit_code, run.err
+    assert run.ended - first < SHORT_BUDGET / 2, run.err  # well before the deadline, let alone 100 s
+    assert "Retry-After 100 s" in run.err and "beyond the retry budget" in run.err, run.err
+    run.assert_no_secret()
+    run.assert_no_partial_file()
+    endpoint.check_failure(run)
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS), indirect=True)
+def test_read_timeout_shrinks_to_the_time_left(capfd, endpoint, out_dir, monkeypatch):
+    """A server that never answers (not even headers, so no body watchdog runs): the attempt's read
+    timeout is cut to what is left of the budget, not the configured 30 s."""
+    monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", "2")
+    monkeypatch.setenv("NUMERAI_PREDICT_READ_TIMEOUT", "30")
+    endpoint.scripted.route(endpoint.path, ("hang",))
+    run = Run(capfd, out_dir, endpoint.args())
+    (first,) = arrivals(endpoint)
+    assert run.code == endpoint.exhausted.exit_code, run.err
+    assert run.ended - first <= 2 + SLACK, run.err
+    assert "no response within the read timeout" in run.err or "read timeout" in run.err, run.err
+    run.assert_no_secret()
+    run.assert_no_partial_file()
+    endpoint.check_failure(run)
+
+
+# ---- TLS: always verified ---------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A file server on https://127.0.0.1 whose certificate no CA vouches for (self-signed)."""
+    pytest.importorskip("cryptography")
+    httpd = ScriptedServer(tls=self_signed_certificate(str(tmp_path)))
+    yield httpd
+    httpd.close()
+
+
+def test_model_download_refuses_an_unverified_certificate(capfd, tls_server, live_files, pickle_of, out_dir):
+    """TLS verification is never off: a self-signed server is refused at once, exit 10, naming the certificate."""
+    with open(pickle_of(model_zoo.constant), "rb") as handle:
+        tls_server.route("/models/model.pkl", (200, handle.read()))
+    url = with_userinfo(presigned_get(tls_server.url, "models", "model.pkl"))
+    assert url.startswith("https://")
+    run = Run(capfd, out_dir, ["--model", url, "--dataset", live_files["features"],
+                               "--benchmarks", live_files["benchmarks"]])
+    assert run.code == errors.ModelFetchError.exit_code, run.err
+    assert "failed: TLS error: certificate verify failed: self-signed certificate" in run.err, run.err
+    assert "kept failing" not in run.err  # not retried: a certificate does not change within the budget
+    assert tls_server.requests == []  # no request went over the unverified connection
+    assert run.files == []
+    run.assert_no_secret()
+
+
+def test_dataset_download_refuses_an_unverified_certificate(capfd, api, tls_server, live_files, pickle_of, out_dir):
+    """The dataset GET the same way: exit 21, naming the certificate, nothing kept."""
+    with open(live_files["features"], "rb") as handle:
+        tls_server.route("/datasets/v5.2/live.parquet", (200, handle.read()))
+    api.graphql = {DATASET: presigned_get(tls_server.url, "datasets", DATASET)}
+    run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
+    assert run.code == errors.DataFetchError.exit_code, run.err
+    assert "certificate verify failed" in run.err, run.err
+    assert tls_server.requests == []
+    assert run.files == []
+    run.assert_no_secret()
+
+
+# ---- the upload carries the validated bytes, whatever happens to the file ---
+
+
+def test_upload_sends_the_validated_bytes_not_the_file_on_disk(capfd, moto, live_files, pickle_of, out_dir,
+                                                              monkeypatch):
+    """The CSV is changed on disk right after it was written: S3 still receives the validated bytes."""
+    client, url = moto
+    key = f"round/{os.urandom(6).hex()}.csv"
+    post = presigner(url).generate_presigned_post("submissions", key, Fields={"Content-Type": "text/csv"},
+                                                  Conditions=[{"Content-Type": "text/csv"}], ExpiresIn=600)
+    written = []
+    original = predict.write_csv
+
+    def write_then_tamper(payload, output_dir):
+        path = original(payload, output_dir)
+        written.append(payload)
+        with open(path, "w") as handle:  # what a surviving process of the model could do
+            handle.write("id,prediction\nbogus,7\n")
+        return path
+
+    monkeypatch.setattr(predict, "write_csv", write_then_tamper)
+    run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--dataset", live_files["features"],
+                               "--benchmarks", live_files["benchmarks"], "--post_url", post["url"],
+                               "--post_data", urllib.parse.urlencode(post["fields"])])
+    assert run.code == 0, run.err
+    (validated,) = written
+    landed = client.get_object(Bucket="submissions", Key=key)["Body"].read()
+    assert landed == validated and b"bogus" not in landed
+    assert landed.count(b"\n") == len(live_files["ids"]) + 1

@@ -3,10 +3,14 @@ through real clients against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
+import re
+import time
 import urllib.parse
 
 import model_zoo
 import pytest
+from conftest import ROOT
 from servers import free_port, s3_error_xml, start_moto
 from test_predict import csvs, local_data, read_predictions, run
 
@@ -174,3 +178,42 @@ def test_numerai_api_unreachable(capfd, pickle_of, out_dir, monkeypatch):
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir)
     assert code == errors.DataFetchError.exit_code
     assert "Numerai's API at http://127.0.0.1:" in err and "connection failed: Connection refused" in err
+
+
+# ---- the deadline's arithmetic and README's numbers --------------------------
+
+
+def test_each_attempt_timeouts_shrink_to_the_time_left():
+    """(connect, read) are the policy's while time allows, then what is left; nothing when too little is left."""
+    from numerai_predict.transfer import MIN_ATTEMPT, Deadline, RetryPolicy, TransientError
+
+    deadline = Deadline(RetryPolicy(budget_seconds=40, connect_timeout=5, read_timeout=15))
+    assert deadline.timeouts() == (5, 15)
+    deadline.end = time.monotonic() + 10  # 10 s left: only the read timeout is cut
+    connect, read = deadline.timeouts()
+    assert connect == 5 and 9.5 < read <= 10
+    deadline.end = time.monotonic() + 2  # 2 s left: both
+    connect, read = deadline.timeouts()
+    assert 1.5 < connect <= 2 and 1.5 < read <= 2
+    deadline.end = time.monotonic() + MIN_ATTEMPT / 2
+    with pytest.raises(TransientError, match="no time left"):
+        deadline.timeouts()
+
+
+def test_readme_states_the_code_s_budget_and_worst_cases():
+    """README's default budget, timeouts and worst-case table are the numbers in transfer.py."""
+    from numerai_predict.transfer import CONNECT_TIMEOUT_ENV, READ_TIMEOUT_ENV, RETRY_BUDGET_ENV, RetryPolicy
+
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = " ".join(handle.read().split())
+    policy = RetryPolicy()
+    budget = f"{policy.budget_seconds:g}"
+    for env, seconds in [(RETRY_BUDGET_ENV, policy.budget_seconds), (CONNECT_TIMEOUT_ENV, policy.connect_timeout),
+                         (READ_TIMEOUT_ENV, policy.read_timeout)]:
+        assert re.search(rf"`{env}`,? \(?default {seconds:g} s\b", readme), (env, seconds)
+    worst = {"model download": f"{budget} s", "one dataset: API call + download": f"{budget} s + {budget} s",
+             "features and benchmarks (2-argument models)": f"{4 * policy.budget_seconds:g} s",
+             "upload": f"{budget} s", "all transfers of a run": f"{6 * policy.budget_seconds:g} s"}
+    for transfer, seconds in worst.items():
+        assert f"| {transfer} | {seconds} |" in readme, (transfer, seconds)
+    assert f"Why {budget} s:" in readme and f"the transfers take {6 * policy.budget_seconds:g} s" in readme
