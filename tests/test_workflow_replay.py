@@ -4,7 +4,7 @@ with `pixi` answered by the PyPI twin (containers/pixi_shim.py).
 
 The images workflow pushes to a real registry (Debian's docker-registry) on
 127.0.0.1, pulls back what it pushed and tests it; it needs a Docker engine and
-runs in one environment only (marker `slow`, task test-slow).
+runs, like the whole module, in one environment only (marker `slow`, task test-slow).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import pytest
 import workflow_replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A minute per environment: the slow suite, run in one environment (test-slow).
+pytestmark = pytest.mark.slow
 
 
 def repository_files() -> list[str]:
@@ -177,7 +180,6 @@ def docker_cli() -> str:
     return os.environ.get("DOCKER", "docker")
 
 
-@pytest.mark.slow
 def test_images_workflow_builds_pushes_merges_pulls_and_tests(push, registry, tmp_path):
     """images.yml as it runs once the lock pull request is merged (no lock is made
     here: the `pythons` job's `locked` output is set to true, which is all the
