@@ -23,6 +23,9 @@ from servers import ScriptedServer, presigner, s3_error_xml, self_signed_certifi
 import predict
 from numerai_predict import errors
 
+# Minutes of faults, stalls and deadlines: the slow suite, run in one environment (test-slow).
+pytestmark = pytest.mark.slow
+
 BUDGET = 10.0  # NUMERAI_PREDICT_RETRY_SECONDS for the tests
 SHORT_BUDGET = 3.0  # for faults that last until the deadline
 TIMEOUT = 1.0  # connect and read timeouts
