@@ -100,7 +100,9 @@ def test_pickle_from_another_python_is_explained_in_the_image(image, tmp_path):
     result = run_in_image(name, f"model_{other}.pkl", writable_dir(tmp_path, "out"))
     assert result.returncode == 12
     assert f"compiled by Python {other.replace('_', '.')}" in result.stderr
-    assert f"numerai_predict_py_{tag(env)}" in result.stderr  # the footer's docker command
+    # The footer reproduces it where it can run: the pickle's own Python, its environment and image.
+    assert f"pixi run -e py{other.replace('_', '')} predict" in result.stderr
+    assert f"numerai_predict_py_{other}:" in result.stderr
 
 
 def test_oci_labels(image):
