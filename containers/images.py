@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             return shell(manifest, envs[0])
         if command in per_env:
             for env in envs:
-                print(per_env[command](manifest, env))
+                result = per_env[command](manifest, env)
+                print("\n".join(result) if isinstance(result, list) else result)
             return 0
         return test(envs)
     except (ImageError, pixi_toml.ManifestError) as exc:

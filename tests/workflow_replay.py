@@ -61,19 +61,18 @@ class Evaluator:
         return self.tokens[self.pos - 1]
 
     def disjunction(self) -> Any:
-        value = self.conjunction()
-        while self.peek() == "||":
-            self.take()
-            right = self.conjunction()
-            value = value or right
-        return value
+        return self.chain("||", self.conjunction)
 
     def conjunction(self) -> Any:
-        value = self.comparison()
-        while self.peek() == "&&":
+        return self.chain("&&", self.comparison)
+
+    def chain(self, op: str, operand: Any) -> Any:
+        """``a op b op ...``, left to right, with GitHub's value-returning || and &&."""
+        value = operand()
+        while self.peek() == op:
             self.take()
-            right = self.comparison()
-            value = value and right
+            right = operand()
+            value = (value or right) if op == "||" else (value and right)
         return value
 
     def comparison(self) -> Any:
