@@ -8,11 +8,19 @@ model functions by value, which ties each pickle to the Python that made it.
 Across the four versions the set covers LightGBM, scikit-learn, XGBoost,
 PyTorch, TensorFlow/Keras and CatBoost. With --data it also (re)writes the
 bundled live-shaped example data in examples/.
+
+With --kinds it writes only tests/models/kinds/<kind>_3_XY.pkl instead: one small
+1-argument model per kind of pickled object (plain function, lambda, closure,
+nested function, callable instance, partial, scikit-learn pipeline, Keras model,
+torch module, and `no_code`, a callable with no code objects at all), fixtures
+for telling which Python made a pickle from its code objects. Kinds whose
+library this environment lacks are skipped; `--kinds closure lambda` picks some.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -139,12 +147,158 @@ def write_examples() -> None:
     print("wrote examples/live.parquet and examples/live_benchmark_models.parquet")
 
 
+# ---- --kinds: one small 1-argument model per kind of pickled object ----------
+# Everything here lives in __main__, so cloudpickle stores it by value (code objects
+# of this Python), except `no_code`, which holds library objects only.
+
+KINDS_DIR = os.path.join(MODELS, "kinds")
+
+
+def plain_model(live_features):
+    """A module-level function."""
+    return live_features.filter(like="feature_").mean(axis=1).rank(pct=True).to_frame("prediction")
+
+
+def lambda_model(x, y):
+    return lambda live_features: live_features.filter(like="feature_").sum(axis=1).rank(pct=True).to_frame("prediction")
+
+
+def least_squares(x, y) -> np.ndarray:
+    return np.linalg.lstsq(x.to_numpy(dtype="float64"), y.to_numpy(dtype="float64") - 0.5, rcond=None)[0]
+
+
+def closure_model(x, y):
+    columns, weights = list(x.columns), least_squares(x, y)
+
+    def predict(live_features):
+        values = live_features[columns].to_numpy(dtype="float64") @ weights
+        return rank(values, live_features.index).to_frame("prediction")
+    return predict
+
+
+def nested_model(x, y):
+    def predict(live_features):
+        def score(features):
+            return features.iloc[:, 0] + features.iloc[:, 1] - features.iloc[:, 2]
+        return score(live_features.filter(like="feature_")).rank(pct=True).to_frame("prediction")
+    return predict
+
+
+class LinearModel:
+    """A model object with __call__."""
+
+    def __init__(self, columns, weights):
+        self.columns, self.weights = columns, weights
+
+    def __call__(self, live_features):
+        values = live_features[self.columns].to_numpy(dtype="float64") @ self.weights
+        return rank(values, live_features.index).to_frame("prediction")
+
+
+def callable_instance_model(x, y):
+    return LinearModel(list(x.columns), least_squares(x, y))
+
+
+def weighted(columns, weights, live_features):
+    return rank(live_features[columns].to_numpy(dtype="float64") @ weights, live_features.index).to_frame("prediction")
+
+
+def partial_model(x, y):
+    return functools.partial(weighted, list(x.columns), least_squares(x, y))
+
+
+def sklearn_pipeline_model(x, y):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return legacy(make_pipeline(StandardScaler(), Ridge()).fit(x, y).predict)
+
+
+def keras_kind_model(x, y):
+    return legacy(keras_model(x, y))
+
+
+def torch_module_model(x, y):
+    import torch
+
+    class TinyNet(torch.nn.Module):
+        """A torch module that takes and returns DataFrames."""
+
+        def __init__(self, columns):
+            super().__init__()
+            self.columns = columns
+            self.layers = torch.nn.Sequential(torch.nn.Linear(len(columns), 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+
+        def forward(self, live_features):
+            with torch.no_grad():
+                out = self.layers(torch.tensor(live_features[self.columns].to_numpy(dtype="float32")))
+            return rank(out.numpy(), live_features.index).to_frame("prediction")
+
+    torch.manual_seed(0)
+    net = TinyNet(list(x.columns))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    inputs = torch.tensor(x.to_numpy(dtype="float32"))
+    target = torch.tensor(y.to_numpy(dtype="float32")).unsqueeze(1)
+    for _ in range(50):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(net.layers(inputs), target).backward()
+        optimizer.step()
+    return net.eval()
+
+
+def no_code_model(x, y):
+    """A fitted ColumnTransformer's bound transform: only scikit-learn objects, pickled by
+    reference, and it returns a one-column DataFrame named 'prediction', indexed like its input."""
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    steps = make_pipeline(PCA(n_components=1, random_state=0), MinMaxScaler(clip=True))
+    transformer = ColumnTransformer([("prediction", steps, make_column_selector(pattern="^feature_"))],
+                                    verbose_feature_names_out="{transformer_name}")
+    return transformer.set_output(transform="pandas").fit(x).transform
+
+
+KINDS = {
+    "plain_function": lambda x, y: plain_model,
+    "lambda": lambda_model,
+    "closure": closure_model,
+    "nested_function": nested_model,
+    "callable_instance": callable_instance_model,
+    "partial": partial_model,
+    "sklearn_pipeline": sklearn_pipeline_model,
+    "keras_model": keras_kind_model,
+    "torch_module": torch_module_model,
+    "no_code": no_code_model,
+}
+
+
+def write_kinds(kinds: list[str]) -> None:
+    x, y = training_data()
+    tag = f"{sys.version_info[0]}_{sys.version_info[1]}"
+    os.makedirs(KINDS_DIR, exist_ok=True)
+    for kind in kinds:
+        try:
+            model = KINDS[kind](x, y)
+        except ImportError as exc:  # this environment lacks the library (torch outside py311)
+            print(f"skipped {kind}: {exc}")
+            continue
+        write_pickle(model, os.path.join(KINDS_DIR, f"{kind}_{tag}.pkl"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="store_true", help="also rewrite the example data in examples/")
+    parser.add_argument("--kinds", nargs="*", metavar="KIND", choices=sorted(KINDS),
+                        help="write only tests/models/kinds/ (all kinds, or those named), not model_3_XY*.pkl")
     args = parser.parse_args()
     if args.data:
         write_examples()
+    if args.kinds is not None:
+        write_kinds(args.kinds or list(KINDS))
+        return
     version = sys.version_info[:2]
     two, one = PLAN.get(version, DEFAULT_PLAN)
     x, y = training_data()
