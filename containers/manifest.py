@@ -43,6 +43,39 @@ def environments(manifest: Manifest) -> dict[str, list[str]]:
     return envs
 
 
+def has_default_feature(manifest: Manifest, env: str) -> bool:
+    """Whether the environment takes the default feature: the top-level ``[dependencies]``,
+    ``[pypi-dependencies]``, ``[target.*]`` and ``[tasks]`` (pixi's ``no-default-feature``)."""
+    value = manifest.get("environments", {}).get(env)
+    return not (isinstance(value, dict) and value.get("no-default-feature", False))
+
+
+def features_of(manifest: Manifest, env: str) -> list[dict[str, Any]]:
+    """The feature tables an environment is made of, lowest priority first: the default
+    feature (the manifest's top level) unless the environment opts out, then its own."""
+    own = [manifest.get("feature", {}).get(name, {}) for name in environments(manifest).get(env, [])]
+    return ([manifest] if has_default_feature(manifest, env) else []) + own
+
+
+def tasks(manifest: Manifest) -> dict[str, Any]:
+    """Every task of the manifest: ``[tasks]`` and each feature's ``[feature.X.tasks]``
+    (what `pixi task list` shows)."""
+    found = dict(manifest.get("tasks", {}))
+    for feature in manifest.get("feature", {}).values():
+        for name, spec in feature.get("tasks", {}).items():
+            found.setdefault(name, spec)
+    return found
+
+
+def environment_tasks(manifest: Manifest, env: str) -> dict[str, Any]:
+    """The tasks an environment offers: those of its features (pixi runs a task only in an
+    environment whose features define it; without the default feature, ``[tasks]`` is not there)."""
+    found: dict[str, Any] = {}
+    for feature in features_of(manifest, env):
+        found.update(feature.get("tasks", {}))
+    return found
+
+
 def python_environments(manifest: Manifest) -> list[str]:
     """The one list of supported Pythons: pixi.toml's pyXY environments. Tasks,
     workflow matrices, images and tests all derive from it."""
@@ -50,10 +83,12 @@ def python_environments(manifest: Manifest) -> list[str]:
 
 
 def merged(manifest: Manifest, env: str, table: str, platform: str) -> dict[str, Any]:
-    """The ``dependencies`` or ``pypi-dependencies`` of an environment on a platform."""
-    layers = [manifest.get(table, {}), manifest.get("target", {}).get(platform, {}).get(table, {})]
-    for feature in environments(manifest)[env]:
-        spec = manifest.get("feature", {}).get(feature, {})
+    """The ``dependencies`` or ``pypi-dependencies`` of an environment on a platform; an
+    environment with ``no-default-feature`` gets only its features' ones."""
+    if env not in environments(manifest):
+        raise KeyError(env)
+    layers = []
+    for spec in features_of(manifest, env):
         layers += [spec.get(table, {}), spec.get("target", {}).get(platform, {}).get(table, {})]
     result: dict[str, Any] = {}
     for layer in layers:
@@ -88,12 +123,19 @@ def image_basename(manifest: Manifest, env: str) -> str:
 
 # Manifest features and the first pixi release that accepts them, from pixi's
 # CHANGELOG.md and manifest parser (prefix-dev/pixi); an older pixi rejects the
-# whole manifest, so requires-pixi must be at least the newest one used.
+# whole manifest, so requires-pixi must be at least the newest one used. The
+# third column says where features_used() looks for each (tasks.* meaning
+# [tasks] and every [feature.X.tasks]).
 PIXI_FEATURES: list[tuple[str, tuple[int, int], str]] = [
+    # 0.21.0: "Add `no-default-feature` option to environments" (prefix-dev/pixi#1092).
+    ("environments without the default feature", (0, 21), "environments.*.no-default-feature"),
     ("requires-pixi", (0, 44), "workspace.requires-pixi"),
     ("task args with defaults", (0, 45), "tasks.*.args[].default"),
     ("{{ }} templates in task commands", (0, 46), "tasks.*.cmd containing {{ }}"),
     ("depends-on naming an environment", (0, 46), "tasks.*.depends-on[].environment"),
+    # 0.63.0: "`default_environment` option for specifying the default environment for a
+    # task" (prefix-dev/pixi#5164); the manifest key is `default-environment`.
+    ("task default-environment", (0, 63), "tasks.*.default-environment"),
     ("task arg choices", (0, 65), "tasks.*.args[].choices"),
     ("inline environment dependencies", (0, 74), "environments.*.dependencies"),
 ]
@@ -104,9 +146,13 @@ def features_used(manifest: Manifest) -> list[tuple[str, tuple[int, int]]]:
     used = set()
     if "requires-pixi" in manifest.get("workspace", {}):
         used.add("requires-pixi")
-    for task in manifest.get("tasks", {}).values():
+    every_task = [*manifest.get("tasks", {}).values(),
+                  *(t for f in manifest.get("feature", {}).values() for t in f.get("tasks", {}).values())]
+    for task in every_task:
         if not isinstance(task, dict):
             continue
+        if "default-environment" in task:
+            used.add("task default-environment")
         args = [a for a in task.get("args", []) if isinstance(a, dict)]
         if any("default" in a for a in args):
             used.add("task args with defaults")
@@ -120,6 +166,8 @@ def features_used(manifest: Manifest) -> list[tuple[str, tuple[int, int]]]:
     if any(isinstance(e, dict) and ("dependencies" in e or "pypi-dependencies" in e)
            for e in manifest.get("environments", {}).values()):
         used.add("inline environment dependencies")
+    if any(isinstance(e, dict) and e.get("no-default-feature") for e in manifest.get("environments", {}).values()):
+        used.add("environments without the default feature")
     return [(name, version) for name, version, _ in PIXI_FEATURES if name in used]
 
 

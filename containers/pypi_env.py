@@ -33,8 +33,9 @@ import tempfile
 import urllib.parse
 from functools import cache
 
-from manifest import Manifest, ManifestError, environments, load, python_minor
+from manifest import Manifest, ManifestError, environment_tasks, environments, load, python_minor
 from manifest import merged as manifest_merged
+from manifest import tasks as manifest_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK_DIR = os.path.join(ROOT, "containers", "locks")
@@ -350,9 +351,10 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
     with open(lock_path(env)) as handle:
         count = len(locked_packages(handle.read()))
     step(f"installing {count} packages")
-    # uv installs into the copy (which itself gets no pip) and checks every hash; copies, as
-    # links into uv's cache would not survive the image build.
-    run_checked(install_command(python, env), f"installing {env}")
+    if count:  # an environment of Python alone (tools) has nothing to install
+        # uv installs into the copy (which itself gets no pip) and checks every hash; copies, as
+        # links into uv's cache would not survive the image build.
+        run_checked(install_command(python, env), f"installing {env}")
     step("bundling system libraries")
     bundled = bundle_system_libs(prefix)
     step(f"compiling bytecode ({bundled} system libraries bundled)")
@@ -476,18 +478,54 @@ def resolve_default(manifest: dict, env: str) -> str:
 # ---- running tasks -------------------------------------------------------------
 
 
+def task_environment(manifest: dict, env: str | None, task: str) -> tuple[str, dict]:
+    """The environment a task runs in and its definition there, as `pixi run` chooses.
+
+    A task exists in the environments whose features define it (``[tasks]`` is the
+    default feature's, absent where ``no-default-feature`` is set). ``-e ENV`` must name
+    one of them. Without it: the default environment's task, moved to the environment
+    its ``default-environment`` names if that one has the task too; else the only
+    environment that has it; else the one its ``default-environment`` names."""
+    spec = manifest_tasks(manifest).get(task)
+    if spec is None:
+        raise TwinError(f"unknown task {task!r}; pixi.toml has {', '.join(sorted(manifest_tasks(manifest)))}")
+    names = ["default", *(e for e in environments(manifest) if e != "default")]
+    having = {e: as_task(environment_tasks(manifest, e)[task]) for e in names if task in environment_tasks(manifest, e)}
+    if env is not None:
+        if env in having:
+            return env, having[env]
+        if env not in names:  # an environment pixi.toml lacks: build() says so
+            return env, as_task(spec)
+        raise TwinError(f"task {task!r} is not in environment {env}; run it in {' or '.join(having) or 'none'} "
+                        "(pixi runs a task only where a feature of the environment defines it)")
+    if "default" in having:
+        preferred = having["default"].get("default-environment")
+        if preferred in having and preferred != "default":
+            return preferred, having[preferred]
+        return "default", having["default"]
+    if len(having) == 1:
+        return next(iter(having.items()))
+    for candidate, definition in having.items():
+        if definition.get("default-environment") == candidate:
+            return candidate, definition
+    raise TwinError(f"task {task!r} is in several environments ({', '.join(having)}): name one with -e")
+
+
+def as_task(spec) -> dict:
+    """A task's table (a bare string is its command)."""
+    return spec if isinstance(spec, dict) else {"cmd": spec}
+
+
 def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int:
-    """Run a pixi task with its depends-on, each in its environment, like `pixi run`.
+    """Run a pixi task with its depends-on, each in its environment, like `pixi run`:
+    ``env`` is -e's (None: the task's default-environment, as task_environment says).
 
     Unlike pixi, which stops at the first failing dependency, every dependency runs (a
     failing py310 hides none of py311-py313 in test-all) and the last lines say which
     passed, failed or did not run; the exit is the first failure's. A task's own command
     does not run after a failed dependency."""
-    tasks = manifest.get("tasks", {})
-    if task not in tasks:
-        raise TwinError(f"unknown task {task!r}; pixi.toml has {', '.join(sorted(tasks))}")
-    spec = tasks[task] if isinstance(tasks[task], dict) else {"cmd": tasks[task]}
-    env = resolve_default(manifest, env or spec.get("default-environment") or "default")
+    env, spec = task_environment(manifest, env, task)
+    env = resolve_default(manifest, env)
     deps = spec.get("depends-on", [])
     deps = [{"task": dep} if isinstance(dep, str) else dep for dep in (deps if isinstance(deps, list) else [deps])]
     outcomes: list[tuple[str, int | None, str]] = []  # (task [env], exit code or None: did not run, why)
@@ -555,8 +593,8 @@ def render_args(cmd: str, declared: list, given: list[str]) -> tuple[str, list[s
 
 
 def task_list(manifest: dict) -> str:
-    """pixi.toml's tasks with their descriptions, as `pixi task list` prints them."""
-    tasks = manifest.get("tasks", {})
+    """pixi.toml's tasks (every feature's) with their descriptions, as `pixi task list` prints them."""
+    tasks = manifest_tasks(manifest)
     width = max((len(name) for name in tasks), default=0)
     lines = [f"  {name.ljust(width)}  {spec.get('description', '') if isinstance(spec, dict) else ''}".rstrip()
              for name, spec in sorted(tasks.items())]

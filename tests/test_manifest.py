@@ -69,25 +69,42 @@ def test_requires_pixi_admits_no_pixi_too_old_for_the_features_used(manifest):
     assert pixi_toml.too_new_features(manifest) == []
     used = dict(pixi_toml.features_used(manifest))
     assert used["task arg choices"] == (0, 65) and used["depends-on naming an environment"] == (0, 46)
+    # The tools environment: pixi 0.21 (no-default-feature), 0.63 (a task's default-environment).
+    assert used["environments without the default feature"] == (0, 21)
+    assert used["task default-environment"] == (0, 63)
 
 
 @pytest.mark.parametrize(("requires", "edit", "too_new"), [
-    (">=0.46", None, ["task arg choices (pixi 0.65)"]),
+    (">=0.46", None, ["task default-environment (pixi 0.63)", "task arg choices (pixi 0.65)"]),
+    (">=0.63", None, ["task arg choices (pixi 0.65)"]),
     (">=0.65", None, []),
     (">=0.65", "inline", ["inline environment dependencies (pixi 0.74)"]),
     (">=0.74", "inline", []),
     (">=0.44", "no-args", ["{{ }} templates in task commands (pixi 0.46)",
                            "depends-on naming an environment (pixi 0.46)"]),
-], ids=["choices-need-0.65", "current", "inline-env-deps-need-0.74", "inline-ok", "templates-need-0.46"])
+], ids=["default-environment-needs-0.63", "choices-need-0.65", "current", "inline-env-deps-need-0.74", "inline-ok",
+        "templates-need-0.46"])
 def test_a_feature_newer_than_requires_pixi_is_caught(manifest, requires, edit, too_new):
     changed = dict(manifest, workspace=dict(manifest["workspace"], **{"requires-pixi": requires}))
     if edit == "inline":
         envs = dict(changed["environments"], extra={"features": ["py312"], "dependencies": {"rich": "*"}})
         changed["environments"] = envs
-    if edit == "no-args":
-        changed["tasks"] = {name: {k: v for k, v in task.items() if k != "args"}
-                            for name, task in manifest["tasks"].items()}
+    if edit == "no-args":  # every task, [tasks] and the tools feature's, without args nor default-environment
+        def plain(tasks):
+            return {name: {k: v for k, v in task.items() if k not in ("args", "default-environment")}
+                    for name, task in tasks.items()}
+        changed["tasks"] = plain(manifest["tasks"])
+        tools = dict(manifest["feature"]["tools"], tasks=plain(manifest["feature"]["tools"]["tasks"]))
+        changed["feature"] = dict(manifest["feature"], tools=tools)
     assert pixi_toml.too_new_features(changed) == too_new
+
+
+def test_no_default_feature_needs_pixi_0_21():
+    bare = {"workspace": {"requires-pixi": ">=0.20"}, "environments": {"tools": {"features": []}}}
+    assert pixi_toml.too_new_features(bare) == ["requires-pixi (pixi 0.44)"]
+    bare["environments"]["tools"]["no-default-feature"] = True
+    assert pixi_toml.too_new_features(bare) == ["environments without the default feature (pixi 0.21)",
+                                                "requires-pixi (pixi 0.44)"]
 
 
 def test_every_environment_pins_exactly_one_python(manifest):
@@ -144,8 +161,15 @@ def test_pypi_locks_are_fresh(manifest):
 
 
 def test_stale_lock_is_detected(manifest):
+    """A change to the shared ML stack makes every lock stale but tools' (no-default-feature);
+    a change to tools' own Python makes only its lock stale."""
+    already = set(pypi_env.stale_locks(manifest))  # none, unless a lock is still to be made (a new Python)
     changed = dict(manifest, dependencies=dict(manifest["dependencies"], polars="1.0.*"))
-    assert set(pypi_env.stale_locks(changed)) == {e for e in pixi_toml.environments(manifest) if e != "default"}
+    assert set(pypi_env.stale_locks(changed)) == {e for e in pixi_toml.environments(manifest)
+                                                  if e not in ("default", "tools")} | already
+    tools = dict(manifest["feature"]["tools"], dependencies={"python": "3.13.*"})
+    changed = dict(manifest, feature=dict(manifest["feature"], tools=tools))
+    assert set(pypi_env.stale_locks(changed)) == {"tools"} | already
 
 
 def test_tensorflow_gaps_are_per_platform(manifest):
@@ -163,7 +187,8 @@ def test_every_task_in_readme_exists(manifest):
         readme = handle.read()
     named = set(re.findall(r"(?:pixi run|pypi_env\.py run)(?: -e [\w-]+)? ([a-z][\w-]*)", readme))
     assert named, "README names no task"
-    assert named <= set(manifest["tasks"]), f"README names unknown tasks: {named - set(manifest['tasks'])}"
+    tasks = pixi_toml.tasks(manifest)
+    assert named <= set(tasks), f"README names unknown tasks: {named - set(tasks)}"
 
 
 def test_readme_names_only_existing_environments_and_images(manifest):
@@ -188,7 +213,7 @@ def test_readme_documents_every_exit_code():
 
 def test_every_task_has_a_description(manifest):
     """`pixi task list` is the help."""
-    for name, task in manifest["tasks"].items():
+    for name, task in pixi_toml.tasks(manifest).items():
         assert isinstance(task, dict) and task.get("description"), name
 
 
@@ -202,7 +227,7 @@ def test_every_makefile_target_of_numerai_predict_has_its_task(manifest):
     assert any(k.startswith("push_latest") for k in table) and any(k.startswith("push_stable") for k in table)
     for row in table.values():
         for task in re.findall(r"pixi run (?:-e \w+ )?([a-z][\w-]*)", row):
-            assert task in manifest["tasks"], task
+            assert task in pixi_toml.tasks(manifest), task
 
 
 def test_tensorflow_219_environments_hold_its_protobuf_on_purpose(manifest):
@@ -215,3 +240,79 @@ def test_tensorflow_219_environments_hold_its_protobuf_on_purpose(manifest):
             assert (deps.get("libprotobuf") == "6.31.*") == conda_tf, (env, platform)
             torch = deps["pytorch"]["version"]
             assert (torch == "<=2.10") == conda_tf and deps["pytorch"]["build"] == "cpu_generic*", (env, platform)
+
+
+# ---- tools: the environment of the tasks that need only Python ---------------------
+
+# The tasks that run in `tools` (containers/images.py and friends, stdlib only), and some
+# that must not: test-images cloudpickles models with the image's Python, lint and
+# typecheck need the test feature's linters, mypy and the package.
+TOOLS_TASKS = {"build-image", "build-images", "push-images", "publish-image", "merge-images", "pull-image",
+               "image-shell", "bench-image", "update-pixi-schema"}
+ML_TASKS = {"test", "test-all", "test-slow", "test-images", "predict", "demo", "lint", "typecheck", "make-models",
+            "bench-help"}
+
+
+def test_tools_is_python_alone_without_the_ml_stack(manifest):
+    """no-default-feature: tools takes none of [dependencies], [pypi-dependencies] or [target.*]."""
+    for platform in manifest["workspace"]["platforms"]:
+        deps = pixi_toml.merged(manifest, "tools", "dependencies", platform)
+        assert set(deps) == {"python"}, (platform, deps)
+        assert pixi_toml.merged(manifest, "tools", "pypi-dependencies", platform) == {}
+    assert "pandas" in pixi_toml.merged(manifest, "py312", "dependencies", "linux-64")
+    minor = pixi_toml.python_minor(manifest, "tools")
+    assert tuple(map(int, minor.split("."))) >= (3, 11), "containers/manifest.py needs tomllib"
+    assert pypi_env.requirements(manifest, "tools") == []
+    with open(pypi_env.lock_path("tools")) as handle:
+        assert pypi_env.locked_packages(handle.read()) == []
+
+
+def test_tools_is_not_a_python_of_the_product(manifest):
+    """Workflow matrices, test-all, image names and pickles follow python_environments: tools is not there."""
+    assert "tools" in pixi_toml.environments(manifest)
+    assert "tools" not in pixi_toml.python_environments(manifest)
+    assert all(re.fullmatch(r"py3\d+", env) for env in pixi_toml.python_environments(manifest))
+
+
+def test_python_only_tasks_run_in_tools_and_the_others_do_not(manifest):
+    in_tools = set(pixi_toml.environment_tasks(manifest, "tools"))
+    assert in_tools == TOOLS_TASKS
+    for name in TOOLS_TASKS:
+        assert pixi_toml.tasks(manifest)[name]["default-environment"] == "tools", name
+    for env in ("default", "py312", "py311-runtime"):
+        offered = set(pixi_toml.environment_tasks(manifest, env))
+        assert not offered & TOOLS_TASKS, env
+    assert ML_TASKS <= set(pixi_toml.environment_tasks(manifest, "py311"))
+
+
+def test_tools_scripts_import_only_the_standard_library(manifest):
+    """What the tools tasks run imports nothing tools lacks (it has Python alone)."""
+    import ast
+    import sys
+
+    local = {"images": "containers", "manifest": "containers", "pypi_env": "containers", "timing": "benchmarks"}
+    scripts = {re.search(r"python (\S+\.py)", pixi_toml.tasks(manifest)[t]["cmd"]).group(1) for t in TOOLS_TASKS}
+    todo, seen, foreign = [os.path.join(ROOT, s) for s in scripts], set(), set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        with open(path) as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            # images.test() is test-images' (pytest, in the Python environments)
+            if isinstance(node, ast.FunctionDef) and node.name == "test" and path.endswith("images.py"):
+                node.body = []
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [])
+            for name in (n.split(".")[0] for n in names):
+                if name in local:
+                    todo.append(os.path.join(ROOT, local[name], f"{name}.py"))
+                elif name not in sys.stdlib_module_names and name != "tomllib":  # stdlib from 3.11
+                    foreign.add(name)
+    # tomli: manifest.py's fallback for Python 3.10 (the tests there), never taken in tools' 3.12.
+    assert foreign <= {"tomli"}, foreign
+    assert os.path.join(ROOT, "containers", "images.py") in seen

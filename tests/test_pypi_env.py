@@ -235,8 +235,11 @@ def test_every_locked_package_carries_its_hashes(manifest):
             continue
         with open(pypi_env.lock_path(env)) as handle:
             text = handle.read()
-        entries = re.split(r"\n(?=\S)", text.split("\n# spec: ", 1)[1].split("\n", 1)[1])
-        assert len(entries) == len(pypi_env.locked_packages(text)) > 50, env
+        body = text.split("\n# spec: ", 1)[1].split("\n", 1)[1]
+        entries = re.split(r"\n(?=\S)", body) if body.strip() else []
+        # tools is Python alone: an empty lock; every other one holds the ML stack.
+        assert len(entries) == len(pypi_env.locked_packages(text)), env
+        assert len(entries) == 0 if env == "tools" else len(entries) > 50, env
         for entry in entries:
             assert "--hash=sha256:" in entry, (env, entry.split()[0])
 
@@ -304,3 +307,101 @@ def test_this_checkout_is_the_imported_package(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.stdout.strip() == os.path.join(ROOT, "numerai_predict", "__init__.py"), found.stderr
+
+
+# ---- no-default-feature and a task's default-environment ---------------------------
+
+# SMALL plus a `tools` environment without the default feature, whose feature's tasks
+# name it as their default environment, and a task both environments offer.
+WITH_TOOLS = dict(
+    SMALL,
+    tasks={"check": {"cmd": "true"}},
+    feature=dict(SMALL["feature"], tools={
+        "dependencies": {"python": "3.99.*"},
+        "tasks": {"build": {"cmd": "true", "default-environment": "tools"},
+                  "shared": {"cmd": "true", "default-environment": "tools"}}},
+        extra={"tasks": {"shared": {"cmd": "true"}}}),
+    environments=dict(SMALL["environments"], tools={"features": ["tools"], "no-default-feature": True},
+                      both={"features": ["py399", "extra", "tools"]}),
+)
+
+
+def test_no_default_feature_takes_only_the_environments_own_features():
+    assert pypi_env.merged(WITH_TOOLS, "tools", "dependencies") == {"python": "3.99.*"}
+    assert pypi_env.merged(WITH_TOOLS, "tools", "pypi-dependencies") == {}
+    assert pypi_env.requirements(WITH_TOOLS, "tools") == []
+    assert pypi_env.path_dependencies(WITH_TOOLS, "tools") == {}
+    # The same features with the default one: the top level's dependencies come back.
+    assert "numpy==2.1.*" in pypi_env.requirements(WITH_TOOLS, "both")
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The environment each task's own command would run in (nothing is built)."""
+    seen: list[tuple[str, str]] = []
+
+    def run_own_command(manifest, env, task, spec, args):
+        seen.append((task, env))
+        return 0
+    monkeypatch.setattr(pypi_env, "run_own_command", run_own_command)
+    return seen
+
+
+def test_a_task_runs_in_its_default_environment_and_e_overrides_it(ran):
+    pypi_env.run_task(WITH_TOOLS, None, "build", [])  # only tools has it
+    pypi_env.run_task(WITH_TOOLS, None, "shared", [])  # tools and both: its default-environment decides
+    pypi_env.run_task(WITH_TOOLS, "both", "shared", [])  # -e wins
+    pypi_env.run_task(WITH_TOOLS, None, "check", [])  # [tasks]: pixi's default environment
+    assert ran == [("build", "tools"), ("shared", "tools"), ("shared", "both"), ("check", "py312")]
+    # [tasks] is the default feature's: not in tools, as pixi says.
+    with pytest.raises(pypi_env.TwinError, match="'check' is not in environment tools"):
+        pypi_env.run_task(WITH_TOOLS, "tools", "check", [])
+    with pytest.raises(pypi_env.TwinError, match="'build' is not in environment py399; run it in tools"):
+        pypi_env.run_task(WITH_TOOLS, "py399", "build", [])
+
+
+def test_image_tasks_run_in_tools_without_e(manifest, ran):
+    for task in ("build-image", "build-images", "push-images", "publish-image", "merge-images", "pull-image",
+                 "image-shell", "bench-image", "update-pixi-schema"):
+        args = ["0.77.0"] if task == "update-pixi-schema" else ["py311"] if task in (
+            "publish-image", "merge-images", "pull-image") else []
+        assert pypi_env.run_task(manifest, None, task, args) == 0
+        assert ran[-1] == (task, "tools")
+    pypi_env.run_task(manifest, "tools", "build-image", ["py311"])
+    assert ran[-1] == ("build-image", "tools")
+    # The ML tasks stay where they were.
+    pypi_env.run_task(manifest, None, "test-images", [])
+    pypi_env.run_task(manifest, "py311", "test-images", ["py311"])
+    pypi_env.run_task(manifest, None, "lint", [])
+    assert ran[-3:] == [("test-images", "py312"), ("test-images", "py311"), ("lint", "py312")]
+
+
+def test_the_pixi_shim_runs_build_image_in_tools(ran):
+    import pixi_shim
+
+    assert pixi_shim.main(["run", "build-image", "py311"]) == 0
+    assert pixi_shim.main(["run", "-e", "tools", "pull-image", "py311"]) == 0
+    assert pixi_shim.main(["run", "-e", "py311", "build-image", "py311"]) == 2  # not in py311, as under pixi
+    assert ran == [("build-image", "tools"), ("pull-image", "tools")]
+
+
+def test_tools_needs_no_workspace_layer(manifest, tmp_path, monkeypatch):
+    """tools has no path dependency: its tasks run on the shared prefix, with no venv in the checkout."""
+    monkeypatch.setattr(pypi_env, "ROOT", str(tmp_path))
+    assert pypi_env.workspace_layer(manifest, "tools", "/envs/tools") == "/envs/tools"
+    assert not (tmp_path / ".pixi").exists()
+
+
+def test_an_empty_lock_builds_python_alone(monkeypatch, tmp_path):
+    """tools locks no package: the build copies CPython and installs nothing."""
+    monkeypatch.setattr(pypi_env, "LOCK_DIR", str(tmp_path / "locks"))
+    pypi_env.write_lock(WITH_TOOLS, "tools", "3.99.1", "")
+    monkeypatch.setattr(pypi_env, "find_python", lambda minor: "/base/bin/python3.99")
+    monkeypatch.setattr(pypi_env, "python_version", lambda python: "3.99.1")
+    monkeypatch.setattr(pypi_env, "copy_python", lambda python, prefix: os.makedirs(prefix))
+    monkeypatch.setattr(pypi_env, "bundle_system_libs", lambda prefix: 0)
+    commands = []
+    monkeypatch.setattr(pypi_env, "run_checked", lambda command, what, **kw: commands.append(command))
+    pypi_env.build_prefix(WITH_TOOLS, "tools", str(tmp_path / "env"))
+    assert not any("install" in command for command in commands)
+    assert [c[c.index("-m") + 1] for c in commands] == ["compileall"]
