@@ -1,0 +1,293 @@
+"""Every command in README.md's code blocks that runs predict, pasted as written into `bash -c`
+in an ordinary folder of the user's (not the repository), with `pixi` answered by the PyPI twin
+(containers/pixi_shim.py on PATH).
+
+Only what cannot exist here is substituted:
+
+- the published image (`ghcr.io/numerai/numerai_predict_py_3_12:stable`) by the local build
+  `numerai_predict_py_3_11:latest` (built first when absent), so the model is the 3.11 pickle;
+  a command that fetches live data from inside the container gets a throwaway image of it with
+  tests/readme_site/ added: its containers reach nothing but their own 127.0.0.1;
+- the files it names (model.pkl: this environment's tests/models pickle; live.parquet,
+  live_benchmark_models.parquet, bench.parquet: examples/), copied into the user's folder under
+  the names written;
+- the presigned URLs (`https://bucket.s3.amazonaws.com/...`, `--post_data "..."`) by real
+  presigned GET and POST of moto's S3 server on 127.0.0.1;
+- Numerai's API (live data fetched by default) by a GraphQL server on 127.0.0.1, numerapi pointed
+  at it by tests/readme_site/sitecustomize.py on PYTHONPATH;
+- `~/numerai-predict` (where README's commands say the clone is) by this checkout.
+
+Each must exit 0 and leave its CSV in its --output_dir (the user's folder for the demo). A line
+mentioning predict that no kind below recognises fails the test: the extractor must learn it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import uuid
+
+import pytest
+from servers import ScriptedServer, presigner, start_moto
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+SITE = os.path.join(ROOT, "tests", "readme_site")
+IMAGE_ENV = "py311"
+IMAGE = "numerai_predict_py_3_11:latest"
+DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
+
+pytestmark = pytest.mark.slow
+
+TWIN = r"python3 \S*containers/pypi_env\.py"
+KINDS = {
+    "predict": re.compile(rf"^(pixi|{TWIN}) run -e (?P<env>py3\d+) predict\s"),
+    "demo": re.compile(rf"^(pixi|{TWIN}) run (-e (?P<env>py3\d+) )?demo\b"),
+    "docker": re.compile(r"^docker run\s.*\sghcr\.io/numerai/numerai_predict_py_\d_\d+:\S+\s"),
+}
+PUBLISHED_IMAGE = re.compile(r"ghcr\.io/numerai/numerai_predict_py_\d_\d+:\S+")
+VALUED = re.compile(r"""(?P<flag>--model|--dataset|--benchmarks|--post_url|--post_data|--output_dir)
+                        (?P<sep>\s+|=)(?P<value>"[^"]*"|'[^']*'|\S+)""", re.VERBOSE)
+FILES = {"live.parquet": "examples/live.parquet", "bench.parquet": "examples/live_benchmark_models.parquet",
+         "live_benchmark_models.parquet": "examples/live_benchmark_models.parquet"}
+PRESIGNED = "https://bucket.s3.amazonaws.com/"
+
+
+def code_commands() -> list[tuple[int, str]]:
+    """(first line number, command) of every line in README's code blocks, `\\` continuations joined."""
+    commands: list[tuple[int, str]] = []
+    lines = open(README).read().splitlines()
+    in_block = fenced = False
+    pending: tuple[int, str] | None = None
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        previous_blank = number == 1 or not lines[number - 2].strip()
+        in_block = fenced or (line.startswith("    ") and (in_block or previous_blank)) or \
+            (in_block and not line.strip())
+        if not in_block or not line.strip():
+            continue
+        text = line.strip()
+        if pending:
+            pending = (pending[0], pending[1] + " " + text)
+        else:
+            pending = (number, text)
+        if pending[1].endswith("\\"):
+            pending = (pending[0], pending[1][:-1].rstrip())
+        else:
+            commands.append(pending)
+            pending = None
+    return commands
+
+
+def kind_of(command: str) -> str | None:
+    return next((kind for kind, pattern in KINDS.items() if pattern.search(command + " ")), None)
+
+
+def mentions_predict(command: str) -> bool:
+    """Whether a command (its comment aside) runs predict in some way."""
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:
+        return True
+    return ("predict" in words or "demo" in words or words[:2] == ["docker", "run"]
+            or any("predict.py" in w or "numerai_predict_py" in w for w in words))
+
+
+COMMANDS = [(n, c) for n, c in code_commands() if kind_of(c)]
+
+
+def test_every_predict_command_in_readme_is_one_this_test_runs():
+    everything = code_commands()
+    unknown = [f"README.md:{n}: {c}" for n, c in everything if mentions_predict(c) and not kind_of(c)]
+    assert not unknown, "commands running predict that this test cannot run yet:\n" + "\n".join(unknown)
+    counts = {kind: sum(1 for _, c in COMMANDS if kind_of(c) == kind) for kind in KINDS}
+    assert all(counts.values()), f"README lost a kind of command this test expects: {counts}"
+    assert sum(counts.values()) == len([c for _, c in everything if mentions_predict(c)]) == len(COMMANDS)
+
+
+# --- the world a pasted command finds ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server, client, url = start_moto()
+    for bucket in ("models", "submissions"):
+        client.create_bucket(Bucket=bucket)
+    yield client, url
+    server.stop()
+
+
+@pytest.fixture
+def api():
+    """Numerai's GraphQL endpoint and the live data it hands out, on 127.0.0.1."""
+    server = ScriptedServer()
+    server.graphql = {"v5.2/live.parquet": "/live.parquet",
+                      "v5.2/live_benchmark_models.parquet": "/live_benchmark_models.parquet"}
+    for name in ("live.parquet", "live_benchmark_models.parquet"):
+        with open(os.path.join(ROOT, "examples", name), "rb") as handle:
+            server.route("/" + name, (200, handle.read()))
+    yield server
+    server.close()
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def image():
+    """The py311 image as `build-image` makes it (built now when absent)."""
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        twin = os.environ.get("PYPI_TWIN") or not shutil.which("pixi")
+        build = ([sys.executable if sys.version_info >= (3, 11) else "python3",
+                  os.path.join(ROOT, "containers", "pypi_env.py")] if twin else ["pixi"])
+        subprocess.run([*build, "run", "build-image", IMAGE_ENV], cwd=ROOT, check=True)
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def image_with_api(image, tmp_path_factory):
+    """The image plus a fake Numerai API inside its own process (its containers reach no other)."""
+    payload = tmp_path_factory.mktemp("payload")
+    shutil.copy(os.path.join(SITE, "sitecustomize.py"), payload)
+    for name in ("live.parquet", "live_benchmark_models.parquet"):
+        shutil.copy(os.path.join(ROOT, "examples", name), payload)
+    for path in [payload, *payload.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tag = f"numerai_predict_readme_test:{uuid.uuid4().hex[:12]}"
+    container = docker("create", image).stdout.strip()
+    try:
+        docker("cp", str(payload), f"{container}:/opt/readme-test")
+        docker("commit", "--change", "ENV PYTHONPATH=/opt/readme-test",
+               "--change", "ENV NUMERAI_PREDICT_TEST_API=serve:/opt/readme-test", container, tag)
+    finally:
+        docker("rm", "-f", container, check=False)
+    yield tag
+    docker("rmi", "-f", tag, check=False)
+
+
+def user_folder(tmp_path) -> str:
+    """An ordinary folder: readable by others (a container's uid 10001 reads the model in it)."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    folder.chmod(0o755)
+    return str(folder)
+
+
+def shell_env(tmp_path, api_url: str | None) -> dict[str, str]:
+    """A fresh shell's environment: `pixi` is the shim, `docker` the engine's client, no twin active."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(os.path.join(ROOT, "containers", "pixi_shim.py"), bin_dir / "pixi")
+    if os.path.isabs(DOCKER):
+        os.symlink(DOCKER, bin_dir / "docker")
+    ours = tuple(p for p in (os.environ.get("CONDA_PREFIX"), os.environ.get("VIRTUAL_ENV"),
+                             os.path.join(ROOT, ".pixi")) if p)
+    path = [str(bin_dir), *(p for p in os.environ["PATH"].split(os.pathsep) if p and not p.startswith(ours))]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("INIT_CWD", "PYPI_TWIN", "CONDA_PREFIX", "PIXI_ENVIRONMENT_NAME", "VIRTUAL_ENV",
+                        "PYTHONPATH", "PYTEST_CURRENT_TEST")}
+    env["PATH"] = os.pathsep.join(path)
+    if api_url:
+        env.update(PYTHONPATH=SITE, NUMERAI_PREDICT_TEST_API=api_url)
+    return env
+
+
+def substitute(number: int, command: str, folder: str, python: str, world) -> tuple[str, dict]:
+    """The command with only the image, the presigned URLs and the clone's path replaced, and the
+    files it names put in ``folder``; also what the run should leave (expected output folder...)."""
+    expect: dict = {"post": None}
+
+    def value(match: re.Match) -> str:
+        flag, written = match["flag"], shlex.split(match["value"])[0]
+        name = written.removeprefix("$PWD/")
+        if flag == "--model" and written.startswith(PRESIGNED):
+            key = f"{uuid.uuid4().hex}/model.pkl"
+            world.moto()[0].upload_file(os.path.join(ROOT, "tests", "models", f"model_{python}.pkl"), "models", key)
+            new = presigner(world.moto()[1]).generate_presigned_url(
+                "get_object", Params={"Bucket": "models", "Key": key}, ExpiresIn=600)
+            return f"{flag}{match['sep']}{shlex.quote(new)}"
+        if flag == "--post_url" and written.startswith(PRESIGNED):
+            expect["post"] = key = f"round/{uuid.uuid4().hex}.csv"
+            expect["post_fields"] = presigner(world.moto()[1]).generate_presigned_post(
+                "submissions", key, Fields={"Content-Type": "text/csv"},
+                Conditions=[{"Content-Type": "text/csv"}], ExpiresIn=600)
+            return f"{flag}{match['sep']}{shlex.quote(expect['post_fields']['url'])}"
+        if flag == "--post_data" and "x-amz-signature=" in written:
+            return f"{flag}{match['sep']}__POST_DATA__"
+        if flag == "--output_dir":
+            expect["output_dir"] = folder if written == "$PWD" else os.path.join(folder, written)
+            return match[0]
+        if flag == "--model" and "/" not in name and name.endswith(".pkl"):
+            shutil.copy(os.path.join(ROOT, "tests", "models", f"model_{python}.pkl"), os.path.join(folder, name))
+            os.chmod(os.path.join(folder, name), 0o644)
+            return match[0]
+        if flag in ("--dataset", "--benchmarks") and name in FILES:
+            shutil.copy(os.path.join(ROOT, FILES[name]), os.path.join(folder, name))
+            os.chmod(os.path.join(folder, name), 0o644)
+            expect[flag] = True
+            return match[0]
+        pytest.fail(f"README.md:{number}: this test does not know what to put for {flag} {written}")
+
+    result = VALUED.sub(value, command)
+    if "__POST_DATA__" in result:
+        assert expect["post"], f"README.md:{number}: --post_data without a presigned --post_url"
+        result = result.replace("__POST_DATA__", shlex.quote(urllib.parse.urlencode(expect["post_fields"]["fields"])))
+    result = result.replace("~/numerai-predict/", ROOT + "/")
+    return result, expect
+
+
+class World:
+    """The servers a command needs, started only when it needs them."""
+
+    def __init__(self, request):
+        self.request = request
+
+    def moto(self):
+        return self.request.getfixturevalue("moto")
+
+
+@pytest.mark.parametrize("number, command", COMMANDS, ids=[f"README.md:{n} {c[:70]}" for n, c in COMMANDS])
+def test_readme_command_runs_as_written(number, command, tmp_path, request):
+    kind = kind_of(command)
+    folder = user_folder(tmp_path)
+    match = KINDS[kind].search(command + " ")
+    python = "3_11" if kind == "docker" else (match["env"] or "py312").replace("py3", "3_")
+    fetches = kind != "demo" and not ("--dataset" in command and "--benchmarks" in command)
+    api = request.getfixturevalue("api") if fetches and kind != "docker" else None
+    pasted, expect = substitute(number, command, folder, python, World(request))
+    if kind == "docker":
+        image = request.getfixturevalue("image_with_api" if fetches else "image")
+        pasted = PUBLISHED_IMAGE.sub(image, pasted)
+    before = set(os.listdir("/tmp"))
+    result = subprocess.run(["bash", "-c", pasted], cwd=folder, env=shell_env(tmp_path, api and api.url + "/graphql"),
+                            capture_output=True, text=True, timeout=1200)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"README.md:{number}: {command}\nran: {pasted}\n{log[-6000:]}"
+    saved = re.findall(r"Saved predictions to (\S+)", log)
+    assert len(saved) == 1, log[-4000:]
+    (csv,) = saved
+    if kind == "docker" and "output_dir" not in expect:
+        # The container's own /tmp (Numerai's default --output_dir), gone with the container.
+        assert os.path.dirname(csv) == "/tmp", log[-4000:]
+    else:
+        where = folder if kind == "demo" else expect.get("output_dir", "/tmp")
+        assert os.path.dirname(csv) == where and os.path.isfile(csv), log[-4000:]
+        assert where != "/tmp" or os.path.basename(csv) not in before
+        with open(csv, "rb") as handle:
+            written = handle.read()
+        assert written.startswith(b"id,prediction\n") and written.count(b"\n") > 1
+        if where == "/tmp":
+            os.remove(csv)
+        if expect["post"]:
+            client = request.getfixturevalue("moto")[0]
+            assert client.get_object(Bucket="submissions", Key=expect["post"])["Body"].read() == written
+    if api is not None:
+        assert api.count("POST", "/graphql") >= 1, "numerapi's endpoint was never asked"
