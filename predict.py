@@ -2,8 +2,10 @@
 """numerai-predict: run a pickled Numerai model on live data and deliver its predictions.
 
 The pipeline, top to bottom:
-parse args -> fetch model -> inspect pickle -> load (isolated) -> fetch data
+parse args -> fetch model -> inspect pickle (the doctor) -> load (isolated) -> fetch data
 -> run model (isolated) -> validate -> write CSV -> upload -> report
+
+With --check, the doctor's report instead: fetch model -> inspect -> print.
 """
 
 from __future__ import annotations
@@ -26,23 +28,28 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
     import tempfile
 
     from numerai_predict.data import fetch_dataset, read_parquet
-    from numerai_predict.pickles import check_compatible, inspect_pickle
+    from numerai_predict.doctor import refuse_if_unfit, with_verdict
+    from numerai_predict.errors import MissingModuleError, ModelCrashedError, PickleUnreadableError
+    from numerai_predict.pickles import inspect_pickle
     from numerai_predict.sandbox import Limits, ModelProcess
     from numerai_predict.validate import validate_predictions
 
     model_path = fetch_model(opts.model, opts.output_dir)
-    check_compatible(inspect_pickle(model_path), os.path.basename(model_path))
-    with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
-            ModelProcess(model_path, work, Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate),
-                         opts.debug, report=facts) as model:
-        arity = model.arity()
-        features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
-        benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None
-        raw = os.path.join(work, "predictions.parquet")
-        model.predict(features, benchmarks, raw)
-        # The child is untrusted: check its output again here, against the live ids.
-        live_ids = read_parquet(features, columns=[]).index
-        predictions = validate_predictions(read_parquet(raw), live_ids)
+    diagnosis = refuse_if_unfit(inspect_pickle(model_path), model_path, opts.allow_unsafe)
+    try:
+        with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
+                ModelProcess(model_path, work, Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate),
+                             opts.debug, report=facts) as model:
+            arity = model.arity()
+            features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
+            benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None
+            raw = os.path.join(work, "predictions.parquet")
+            model.predict(features, benchmarks, raw)
+            # The child is untrusted: check its output again here, against the live ids.
+            live_ids = read_parquet(features, columns=[]).index
+            predictions = validate_predictions(read_parquet(raw), live_ids)
+    except (PickleUnreadableError, MissingModuleError, ModelCrashedError) as exc:
+        raise with_verdict(exc, diagnosis) from None  # loading failures say where the pickle would run
     log.info("Generated %d predictions", len(predictions))
     # The validated predictions' bytes, held here: written, then uploaded as they are (never re-read).
     payload = predictions.to_csv().encode()
@@ -52,6 +59,20 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
 
         upload(payload, os.path.basename(csv_path), opts.post.url, opts.post.fields)
     return csv_path
+
+
+def check(opts: Options, argv: list[str]) -> int:
+    """The pickle doctor (--check): the diagnosis on stdout, its exit code; nothing is loaded."""
+    import json
+
+    from numerai_predict.doctor import diagnose, exit_code, render
+    from numerai_predict.pickles import inspect_pickle
+    from numerai_predict.redact import redact
+
+    path = fetch_model(opts.model, opts.output_dir)
+    diagnosis = diagnose(path, inspect_pickle(path), redact(opts.model), argv)
+    print(json.dumps(diagnosis, indent=1) if opts.json else render(diagnosis))
+    return exit_code(diagnosis)
 
 
 def fetch_model(model: str, output_dir: str) -> str:
@@ -138,11 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(argv)
         log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF", "dev"), sys.version.split()[0])
+        if opts.check:
+            return check(opts, argv)
         csv_path = predict(opts, facts)
         code, error = 0, None
     except PredictError as exc:
         report_failure(exc, argv, debug)
         code, error = exc.exit_code, exc.one_line()
+        if opts is not None and opts.json:  # the doctor's JSON, even when it could not read the pickle
+            import json
+
+            print(json.dumps({"error": scrub(error), "exit_code": code}))
     except KeyboardInterrupt:
         code, error = 130, "interrupted"
     except Exception as exc:  # a bug in numerai-predict itself

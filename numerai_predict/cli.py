@@ -40,6 +40,9 @@ class Options(NamedTuple):
     cpus: int  # 0: all
     isolate: bool
     debug: bool
+    check: bool  # the pickle doctor: report, never load
+    json: bool
+    allow_unsafe: bool
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-isolation", action="store_true",
                         help="run the model without namespaces, Landlock and the runner's protection (limits "
                         "still apply): for debugging only")
+    parser.add_argument("--check", action="store_true",
+                        help="the pickle doctor: read the pickle without running it and report the Python that "
+                        "made it, its modules, unsafe references and the environment to run it in; nothing is "
+                        "loaded or predicted (exit 0: runnable and safe, 12: no environment fits, 16: unsafe)")
+    parser.add_argument("--json", action="store_true",
+                        help="with --check: one JSON object on stdout (numerai_predict/doctor.schema.json)")
+    parser.add_argument("--allow-unsafe", action="store_true",
+                        help="load a pickle even when it references functions that run commands, open sockets "
+                        "or evaluate code at load time (refused with exit 16 otherwise)")
     parser.add_argument("--debug", action="store_true",
                         help="verbose logging, and tracebacks of numerai-predict's own errors")
     return parser
@@ -97,6 +109,8 @@ def parse_args(argv: list[str] | None) -> Options:
         raise UsageError(f"--post_url must be an http(s) URL, got {redact(args.post_url)!r}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.json and not args.check:
+        raise UsageError("--json goes with --check (the doctor's report)")
     if args.cpus < 0:
         raise UsageError(f"--cpus must be 0 (all) or a positive number, got {args.cpus}")
     output_dir = user_path(args.output_dir)
@@ -113,6 +127,9 @@ def parse_args(argv: list[str] | None) -> Options:
         cpus=args.cpus,
         isolate=not args.no_isolation,
         debug=args.debug,
+        check=args.check,
+        json=args.json,
+        allow_unsafe=args.allow_unsafe,
     )
 
 

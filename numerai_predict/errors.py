@@ -55,6 +55,12 @@ class MissingModuleError(PredictError):
     advice = "Use only packages this environment provides, or pickle your own code by value."
 
 
+class UnsafePickleError(PredictError):
+    exit_code = 16
+    advice = ("Only run pickles from authors you trust; `predict.py --check --model PATH` lists what it would "
+              "call. --allow-unsafe loads it anyway")
+
+
 class NotCallableError(PredictError):
     exit_code = 14
     advice = "Pickle a function or callable object taking (live_features) or (live_features, live_benchmark_models)."

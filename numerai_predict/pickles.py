@@ -10,53 +10,55 @@ from __future__ import annotations
 import inspect
 import logging
 import pickletools
-import sys
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from numerai_predict.errors import (
     ArityError,
     MissingModuleError,
     NotCallableError,
     PickleUnreadableError,
-    PickleVersionError,
 )
 
 log = logging.getLogger("numerai_predict")
 
 
-class BytecodeSigns(NamedTuple):
-    """Opcodes that open every code object, and LOAD_GLOBAL's inline cache size."""
+@dataclass(frozen=True)
+class Unsafe:
+    """A global that acts at load time, and why that is unsafe."""
 
-    prefix: tuple[int, ...]
-    resume: int
-    load_global: int
-    caches: int
-
-
-# Per Python minor: cloudpickle stores bytecode, which only its own minor can run.
-BYTECODE_SIGNS = {
-    (3, 11): BytecodeSigns(prefix=(135, 149), resume=151, load_global=116, caches=5),
-    (3, 12): BytecodeSigns(prefix=(135, 149), resume=151, load_global=116, caches=4),
-    (3, 13): BytecodeSigns(prefix=(94, 62), resume=149, load_global=91, caches=4),
-}
-CODE_FIELDS_UP_TO_310, CODE_FIELDS_FROM_311 = 16, 18
+    module: str
+    name: str
+    reason: str
 
 
 @dataclass
 class PickleFacts:
-    """What a pickle needs, read without running it."""
+    """What a pickle holds, read without running it."""
 
-    modules: set[str] = field(default_factory=set)
-    made_with: set[tuple[int, int]] = field(default_factory=set)  # empty: unknown
+    protocol: int | None = None
+    globals: set[tuple[str, str]] = field(default_factory=set)  # (module, qualified name)
+    #: cloudpickle's ``types.CodeType`` constructor arguments, one tuple per code object
+    code_objects: list[tuple[object, ...]] = field(default_factory=list)
+    #: globals whose result is itself called while loading: getattr(x, "system")("...")
+    calls_of_results: set[tuple[str, str]] = field(default_factory=set)
+    #: versions libraries record in their pickled state ("scikit-learn" -> "1.6.1")
+    recorded: dict[str, str] = field(default_factory=dict)
+    last_string: str = ""
 
-    def narrow(self, versions: set[tuple[int, int]]) -> None:
-        """Every code object was compiled by the same Python: keep what all allow."""
-        if not versions:
-            return
-        common = self.made_with & versions
-        self.made_with = common if common else set(versions)
+    @property
+    def modules(self) -> set[str]:
+        return {module.split(".")[0] for module, _ in self.globals}
+
+    @property
+    def unsafe(self) -> list[Unsafe]:
+        from numerai_predict.unsafe import unsafe_call_reason, unsafe_reason
+
+        found = [(module, name, unsafe_reason(module, name)) for module, name in sorted(self.globals)]
+        found += [(module, f"{name}(...)(...)", unsafe_call_reason(module, name))
+                  for module, name in sorted(self.calls_of_results)]
+        return [Unsafe(module, name, reason) for module, name, reason in found if reason]
 
 
 @dataclass(frozen=True)
@@ -72,23 +74,38 @@ class Call:
 
 
 MARK = object()
+#: Versions inside library state: a string key followed by its value, or a pattern in model bytes.
+RECORDED_KEYS = {"_sklearn_version": "scikit-learn"}
+RECORDED_PATTERNS: list[tuple[str, re.Pattern[bytes], Callable[[re.Match[bytes]], str]]] = [
+    # XGBoost's UBJSON model: "version" then an array of 3 int8s
+    ("xgboost", re.compile(rb"version\[#[iL]\x00{0,7}\x03i(.)i(.)i(.)", re.S),
+     lambda m: ".".join(str(group[0]) for group in m.groups())),
+    ("keras", re.compile(rb'"keras_version": "([0-9.]+)"'), lambda m: m[1].decode()),
+    ("lightgbm model format", re.compile(rb"^tree\nversion=(v[0-9]+)"), lambda m: m[1].decode()),
+]
 
 
 def inspect_pickle(path: str) -> PickleFacts:
-    """Read the imports and bytecode versions of a pickle without executing it.
+    """Read a pickle's imports, code objects and recorded versions without executing it."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise PickleUnreadableError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        return scan_bytes(data)
+    except Exception as exc:  # damaged data raises assorted errors
+        raise PickleUnreadableError(f"{path} is not a readable pickle ({describe(exc)})") from None
 
-    A symbolic run of the pickle's opcodes (pickletools): strings, globals,
-    tuples and calls are tracked, everything else becomes a placeholder.
-    """
+
+def scan_bytes(data: bytes) -> PickleFacts:
+    """A symbolic run of the pickle's opcodes (pickletools): strings, globals,
+    tuples and calls are tracked, everything else becomes a placeholder."""
     facts = PickleFacts()
     stack: list[object] = []
     memo: dict[object, object] = {}
-    try:
-        with open(path, "rb") as handle:
-            for op, arg, _pos in pickletools.genops(handle):
-                step(op, arg, stack, memo, facts)
-    except Exception as exc:  # damaged data raises assorted errors
-        raise PickleUnreadableError(f"{path} is not a readable pickle ({describe(exc)})") from None
+    for op, arg, _pos in pickletools.genops(data):
+        step(op, arg, stack, memo, facts)
     return facts
 
 
@@ -96,16 +113,22 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
          facts: PickleFacts) -> None:
     """Apply one opcode to the symbolic stack."""
     name = op.name
-    if name == "MARK":
+    if name == "PROTO":
+        facts.protocol = int(arg)  # type: ignore[call-overload]
+    elif name == "MARK":
         stack.append(MARK)
-    elif name == "GLOBAL":
+    elif name in ("GLOBAL", "INST"):
         module, qualname = str(arg).split(" ", 1)
-        stack.append(Global(module, qualname))
-        facts.modules.add(module.split(".")[0])
+        facts.globals.add((module, qualname))
+        if name == "INST":
+            pop_to_mark(stack)
+            stack.append(Call(Global(module, qualname), None))
+        else:
+            stack.append(Global(module, qualname))
     elif name == "STACK_GLOBAL":
         qualname, module = str(stack.pop()), str(stack.pop())
+        facts.globals.add((module, qualname))
         stack.append(Global(module, qualname))
-        facts.modules.add(module.split(".")[0])
     elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
         memo[arg] = stack[-1]
     elif name == "MEMOIZE":
@@ -122,12 +145,29 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
     elif name == "REDUCE":
         args, func = stack.pop(), stack.pop()
         if is_code_type(func) and isinstance(args, tuple):
-            facts.narrow(python_of_code(args))
+            facts.code_objects.append(args)
+        if isinstance(func, Call) and isinstance(func.func, Global):
+            facts.calls_of_results.add((func.func.module, func.func.name))  # e.g. getattr(...)(...)
         stack.append(Call(func, args))
-    elif isinstance(arg, (str, bytes)) and not op.stack_before:
+    elif isinstance(arg, (str, bytes, bytearray)) and not op.stack_before:
+        note_recorded(arg, facts)
         stack.append(arg)
     else:
         generic_step(op, stack)
+
+
+def note_recorded(value: str | bytes | bytearray, facts: PickleFacts) -> None:
+    """Versions libraries leave in their pickled state."""
+    if isinstance(value, str):
+        if facts.last_string in RECORDED_KEYS:
+            facts.recorded.setdefault(RECORDED_KEYS[facts.last_string], value)
+        facts.last_string = value
+        value = value[:64].encode("utf-8", "replace")
+    for library, pattern, version in RECORDED_PATTERNS:
+        if library not in facts.recorded:
+            match = pattern.search(value[:1 << 16])
+            if match:
+                facts.recorded[library] = version(match)
 
 
 def generic_step(op: pickletools.OpcodeInfo, stack: list[object]) -> None:
@@ -154,49 +194,6 @@ def is_code_type(func: object) -> bool:
     if isinstance(func, Call) and func.args == ("CodeType",):
         return True
     return isinstance(func, Global) and func.name in ("CodeType", "code")
-
-
-def python_of_code(args: tuple[object, ...]) -> set[tuple[int, int]]:
-    """The Python minors whose code objects take these constructor arguments."""
-    if len(args) == CODE_FIELDS_UP_TO_310:
-        return {(3, 10)}
-    if len(args) != CODE_FIELDS_FROM_311 or not isinstance(args[6], bytes):
-        return set()
-    return {version for version, signs in BYTECODE_SIGNS.items() if bytecode_matches(args[6], signs)}
-
-
-def bytecode_matches(code: bytes, signs: BytecodeSigns) -> bool:
-    """Does the bytecode start as this minor's does (and cache LOAD_GLOBAL like it)?"""
-    i = 0
-    while i < len(code) and code[i] in signs.prefix:
-        i += 2
-    if i + 1 >= len(code) or code[i] != signs.resume or code[i + 1] != 0:
-        return False  # a function's code starts with RESUME 0
-    for pos in range(i, len(code) - 1, 2):
-        if code[pos] == signs.load_global:
-            cache = code[pos + 2: pos + 2 + 2 * signs.caches]
-            after = code[pos + 2 + 2 * signs.caches: pos + 3 + 2 * signs.caches]
-            return not any(cache) and after != b"\x00"
-    return True
-
-
-def check_compatible(facts: PickleFacts, path: str) -> None:
-    """Refuse, before running anything, a pickle compiled by another Python."""
-    here = sys.version_info[:2]
-    if facts.made_with and here not in facts.made_with and (here in BYTECODE_SIGNS or here <= (3, 10)):
-        made = " or ".join(f"{major}.{minor}" for major, minor in sorted(facts.made_with))
-        if made == "3.10":
-            made = "3.10 or older"
-        error = PickleVersionError(
-            f"{path} holds code compiled by Python {made}, but this is Python {here[0]}.{here[1]}",
-            advice=f"Run it in the {' or '.join(f'py{a}{b}' for a, b in sorted(facts.made_with))} "
-                   f"environment (or its image), or pickle it again with Python {here[0]}.{here[1]}.",
-        )
-        error.pythons = tuple(sorted(facts.made_with))
-        raise error
-    # Missing modules are not refused here: extension modules may register
-    # under other names once their package is imported (sklearn's '_loss').
-    log.debug("the pickle imports %s", ", ".join(sorted(facts.modules)))
 
 
 def describe(exc: BaseException) -> str:

@@ -111,13 +111,7 @@ def test_committed_pickles_are_not_flagged(path: str) -> None:
     assert facts.unsafe == []
 
 
-def pickle_level(entries: list[Malicious]) -> list[object]:
-    return [pytest.param(entry, id=entry.name, marks=pytest.mark.xfail(
-        reason=f"pickles.py does not yet ask unsafe_call_reason: {entry.gap}"))
-            if entry.name in NEEDS_CALL_CHECK else pytest.param(entry, id=entry.name) for entry in entries]
-
-
-@pytest.mark.parametrize("entry", pickle_level(CORPUS))
+@pytest.mark.parametrize("entry", CORPUS, ids=ids(CORPUS))
 def test_doctor_flags_the_pickle(entry: Malicious, tmp_path: Path) -> None:
     """inspect_pickle(path).unsafe, the doctor's view: the abused global itself for named entries,
     something for the evasions."""
@@ -148,7 +142,7 @@ def test_reading_runs_nothing(tmp_path: Path) -> None:
             path = os.path.join(tmp_path, entry.name + ".pkl")
             with open(path, "wb") as handle:
                 handle.write(entry.data)
-            assert inspect_pickle(path).unsafe or entry.name in NEEDS_CALL_CHECK
+            assert inspect_pickle(path).unsafe
             pickletools.dis(entry.data, out=io.StringIO())
         with pytest.raises(BlockingIOError):
             server.accept()

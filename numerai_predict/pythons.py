@@ -1,0 +1,167 @@
+"""Which Python compiled a pickled function: signs recorded by each environment itself.
+
+cloudpickle stores a function's code object by value (``types.CodeType``'s
+constructor arguments, bytecode included), and bytecode is only valid for the
+Python minor that compiled it. Each environment writes its own signs to
+``numerai_predict/environments/py3XY.json`` (``pixi run -e py3XY make-signs``,
+checked by a test in that environment): the opcode table, each opcode's inline
+cache size, the opcodes that may precede RESUME, and how many constructor
+arguments cloudpickle stores. A new Python needs its file, not code. The
+running Python's signs are computed on the spot when its file is missing.
+
+xdis (which knows every CPython's opcodes) was considered and left out: it is
+one more dependency in every image for what dis/opcode already give each
+environment, and it lags new Pythons (its release for a new minor comes after
+the minor itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "environments")
+#: Packages whose minor versions pixi.toml pins per Python (what a pickle's state depends on).
+PINNED = ("cloudpickle", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost")
+#: Opcodes a function's bytecode may start with before RESUME (cells, free variables, generators).
+PREFIX_NAMES = ("MAKE_CELL", "COPY_FREE_VARS", "RETURN_GENERATOR", "POP_TOP", "NOP")
+
+
+@dataclass(frozen=True)
+class Signs:
+    """What a Python's pickled code objects look like."""
+
+    python: str  # "3.12"
+    code_fields: int  # arguments of CodeType's constructor as cloudpickle stores them
+    code_index: int  # which of them is the bytecode
+    opcodes: frozenset[int]
+    caches: dict[int, int]  # opcode -> inline cache entries that follow it (zeroed in co_code)
+    resume: int | None  # RESUME (3.11+): every function starts with it
+    prefix: frozenset[int]
+    packages: dict[str, str]  # pinned package -> "major.minor" in that environment
+
+    @property
+    def environment(self) -> str:
+        return "py" + self.python.replace(".", "")
+
+    def matches(self, fields: int, code: bytes) -> bool:
+        """Could this Python have compiled this bytecode, stored with this many fields?"""
+        return fields == self.code_fields and self.valid_bytecode(code)
+
+    def valid_bytecode(self, code: bytes) -> bool:
+        """Every opcode exists here, cache entries are zero, and it starts as this Python's functions do."""
+        if not code or len(code) % 2:
+            return False
+        i = 0
+        if self.resume is not None:
+            while i < len(code) and code[i] in self.prefix:
+                i += 2
+            if i + 1 >= len(code) or code[i] != self.resume or code[i + 1] != 0:
+                return False
+        while i < len(code):
+            if code[i] not in self.opcodes:
+                return False
+            caches = 2 * self.caches.get(code[i], 0)
+            if any(code[i + 2:i + 2 + caches]):
+                return False
+            i += 2 + caches
+        return True
+
+
+def current_signs_data() -> dict[str, Any]:
+    """The running Python's signs, as the environments' JSON files hold them."""
+    import dis
+    import opcode
+
+    opmap = {name: number for name, number in dis.opmap.items()
+             if number < 256 and not name.startswith("INSTRUMENTED_")}
+    entries: Any = getattr(opcode, "_inline_cache_entries", None) or {}
+    if isinstance(entries, list):  # 3.11 and 3.12: indexed by opcode
+        entries = {dis.opname[number]: count for number, count in enumerate(entries)}
+    fields, index = code_layout()
+    return {
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "code_fields": fields,
+        "code_index": index,
+        "opcodes": dict(sorted(opmap.items())),
+        "caches": {name: count for name, count in sorted(entries.items()) if count and name in opmap},
+        "resume": "RESUME" if "RESUME" in opmap else None,
+        "prefix": [name for name in PREFIX_NAMES if name in opmap],
+        "packages": package_minors(),
+    }
+
+
+def code_layout() -> tuple[int, int]:
+    """How cloudpickle stores this Python's code objects: the number of constructor
+    arguments, and which one is the bytecode (found by pickling a function)."""
+    import cloudpickle
+
+    from numerai_predict.pickles import scan_bytes
+
+    def sample(x: int) -> int:
+        return x + 1
+
+    facts = scan_bytes(cloudpickle.dumps(sample))
+    (args,) = [a for a in facts.code_objects if sample.__code__.co_code in a]
+    return len(args), args.index(sample.__code__.co_code)
+
+
+def package_minors() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    minors = {}
+    for name in PINNED:
+        try:
+            minors[name] = ".".join(version(name).split(".")[:2])
+        except PackageNotFoundError:
+            continue
+    return minors
+
+
+def from_data(data: dict[str, Any]) -> Signs:
+    opmap: dict[str, int] = data["opcodes"]
+    return Signs(
+        python=data["python"],
+        code_fields=data["code_fields"],
+        code_index=data["code_index"],
+        # CACHE only ever fills the slots after an instruction, never starts one.
+        opcodes=frozenset(number for name, number in opmap.items() if name != "CACHE"),
+        caches={opmap[name]: count for name, count in data["caches"].items()},
+        resume=opmap[data["resume"]] if data["resume"] else None,
+        prefix=frozenset(opmap[name] for name in data["prefix"]),
+        packages=data.get("packages", {}),
+    )
+
+
+def known_pythons(folder: str | None = None) -> dict[str, Signs]:
+    """Every environment's signs ("3.12" -> Signs), the running Python's included."""
+    folder = folder or HERE
+    known = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as handle:
+                signs = from_data(json.load(handle))
+            known[signs.python] = signs
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if here not in known:
+        known[here] = from_data(current_signs_data())
+    return known
+
+
+def record(folder: str | None = None) -> str:
+    """Write the running environment's signs file; returns its path."""
+    folder = folder or HERE
+    data = current_signs_data()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "py" + data["python"].replace(".", "") + ".json")
+    with open(path, "w") as handle:
+        json.dump(data, handle, indent=1)
+        handle.write("\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {record()}")

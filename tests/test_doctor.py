@@ -1,0 +1,196 @@
+"""The pickle doctor (predict.py --check): which Python made a pickle, what it needs,
+where to run it, read without running it."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+import predict
+from numerai_predict import pythons
+from numerai_predict.doctor import made_with
+from numerai_predict.errors import PickleVersionError
+from numerai_predict.pickles import inspect_pickle
+
+MODELS = os.path.join(ROOT, "tests", "models")
+EXAMPLES = os.path.join(ROOT, "examples")
+PICKLES = sorted(glob.glob(os.path.join(MODELS, "*.pkl")) + glob.glob(os.path.join(MODELS, "kinds", "*.pkl")))
+HERE = f"3.{sys.version_info[1]}"
+SCHEMA = os.path.join(ROOT, "numerai_predict", "doctor.schema.json")
+
+
+def python_of(path: str) -> list[str] | None:
+    """The Python a test pickle's name says made it (None: a pickle without code objects)."""
+    name = os.path.basename(path)
+    return None if name.startswith("no_code") else [re.search(r"_3_(\d+)", name)[0][1:].replace("_", ".")]
+
+
+def local_data(out) -> list[str]:
+    return ["--dataset", os.path.join(EXAMPLES, "live.parquet"),
+            "--benchmarks", os.path.join(EXAMPLES, "live_benchmark_models.parquet"), "--output_dir", str(out)]
+
+
+def check(capsys, *argv: str) -> tuple[int, str]:
+    code = predict.main(["--check", *argv])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", PICKLES, ids=[os.path.relpath(p, MODELS) for p in PICKLES])
+def test_the_doctor_names_the_python_that_made_each_pickle(path):
+    """Every committed pickle, of every kind (functions, lambdas, closures, partials, callable
+    instances, sklearn pipelines, Keras and PyTorch models) on every Python, read in this one."""
+    pythons_made, evidence = made_with(inspect_pickle(path), pythons.known_pythons())
+    assert pythons_made == python_of(path), evidence
+
+
+def test_every_python_environment_has_its_signs():
+    """Adding a Python to pixi.toml is followed by its signs file, written by its own environment."""
+    import manifest as pixi_toml
+
+    manifest = pixi_toml.load()
+    for env in pixi_toml.python_environments(manifest):
+        assert os.path.isfile(os.path.join(pythons.HERE, f"{env}.json")), (
+            f"numerai_predict/environments/{env}.json is missing: run `pixi run -e {env} make-signs`")
+
+
+def test_this_environments_signs_are_what_it_generates():
+    """The committed file is this Python's real opcode table, and the package minors pixi.toml pins."""
+    import manifest as pixi_toml
+
+    env = f"py3{sys.version_info[1]}"
+    with open(os.path.join(pythons.HERE, f"{env}.json")) as handle:
+        committed = json.load(handle)
+    current = pythons.current_signs_data()
+    assert {k: v for k, v in committed.items() if k != "packages"} == {
+        k: v for k, v in current.items() if k != "packages"}, f"stale: run `pixi run -e {env} make-signs`"
+    pins = pixi_toml.merged(pixi_toml.load(), env, "dependencies", "linux-64")
+    for package, minor in committed["packages"].items():
+        pin = pins.get("py-xgboost" if package == "xgboost" else package)
+        pin = pin if isinstance(pin, str) else pin["version"]
+        assert pin == f"{minor}.*", f"{env}: {package} {minor} is not pixi.toml's {pin}"
+
+
+def test_check_json_follows_its_schema_and_its_commands_run(capsys, tmp_path, monkeypatch):
+    """--check --json: the Python, modules, an empty unsafe list and a verdict whose command,
+    pasted into a shell, runs the model (exit 0, a CSV)."""
+    import jsonschema
+
+    monkeypatch.setenv("PYPI_TWIN", "1")  # the command of the tool running: here the PyPI twin
+
+    model = os.path.join(MODELS, f"model_3_{sys.version_info[1]}.pkl")
+    code, out = check(capsys, "--json", "--model", model, *local_data(tmp_path))
+    report = json.loads(out)
+    with open(SCHEMA) as handle:
+        jsonschema.validate(report, json.load(handle))
+    assert code == 0 and report["python"]["made_with"] == [HERE] and report["unsafe"] == []
+    assert {"cloudpickle"} <= {row["module"] for row in report["modules"] if row["present"]}
+    verdict = report["verdict"]
+    assert verdict["environment"] == f"py3{sys.version_info[1]}" and verdict["docker_image"] == f"Python {HERE}"
+    assert not glob.glob(str(tmp_path / "*.csv"))  # the check itself loads and predicts nothing
+    pasted = subprocess.run(["bash", "-c", verdict["commands"]["local"]], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert pasted.returncode == 0, pasted.stderr
+    assert glob.glob(str(tmp_path / "live_predictions-*.csv"))
+
+
+def test_check_human_report(capsys):
+    path = os.path.join(MODELS, "model_3_10_legacy.pkl")
+    code, out = check(capsys, "--model", path)
+    assert code == (0 if HERE in pythons.known_pythons() else 12)
+    assert "Made with: Python 3.10\n" in out and "Unsafe:    none" in out
+    assert "scikit-learn 1.6.1" in out  # the version sklearn records in its pickled state
+    assert "run it in py310" in out and "numerapi docker_image='Python 3.10'" in out
+
+
+def test_a_pickle_without_code_objects_is_unknown_never_passed_silently(capsys):
+    (path,) = glob.glob(os.path.join(MODELS, "kinds", "no_code_*.pkl"))[:1]
+    code, out = check(capsys, "--json", "--model", path)
+    report = json.loads(out)
+    assert report["python"]["made_with"] is None and "no code objects" in report["python"]["evidence"][0]
+    assert code == 0 and report["verdict"]["runnable"]
+
+
+@pytest.fixture
+def without(monkeypatch, tmp_path):
+    """The environments' signs without one Python's: as if that Python were new."""
+    def drop(version: str) -> None:
+        folder = tmp_path / "environments"
+        shutil.copytree(pythons.HERE, folder)
+        os.remove(folder / f"py{version.replace('.', '')}.json")
+        monkeypatch.setattr(pythons, "HERE", str(folder))
+    return drop
+
+
+def other_python() -> str:
+    return next(v for v in ("3.13", "3.12", "3.11", "3.10") if v != HERE)
+
+
+def test_a_python_missing_from_the_data_is_reported_unknown(capsys, without):
+    other = other_python()
+    without(other)
+    model = os.path.join(MODELS, f"model_{other.replace('.', '_')}.pkl")
+    code, out = check(capsys, "--json", "--model", model)
+    report = json.loads(out)
+    assert report["python"]["made_with"] == [] and other not in report["python"]["known"]
+    assert code == PickleVersionError.exit_code and not report["verdict"]["runnable"]
+    assert "none of the environments knows" in report["verdict"]["reason"]
+
+
+def test_a_run_refuses_a_pickle_of_an_unknown_python_before_loading(capfd, without, tmp_path):
+    """Never a crash (31) or a silent pass: exit 12, before the model's process starts."""
+    other = other_python()
+    without(other)
+    model = os.path.join(MODELS, f"model_{other.replace('.', '_')}.pkl")
+    code = predict.main(["--model", model, *local_data(tmp_path)])
+    err = capfd.readouterr().err
+    assert code == PickleVersionError.exit_code, err
+    assert "compiled by a Python none of the environments knows" in err
+
+
+def test_loading_failures_carry_the_verdict(capfd, tmp_path):
+    """Exit 13 (a module this environment lacks) says which environment the doctor would pick."""
+    path = tmp_path / "missing.pkl"
+    path.write_bytes(b"cnosuchmodule_x\nthing\n.")  # protocol 0: GLOBAL, STOP
+    code = predict.main(["--model", str(path), *local_data(tmp_path)])
+    err = capfd.readouterr().err
+    assert code == 13, err
+    newest = max(int(v[2:]) for v in pythons.known_pythons())
+    assert f"doctor: Python unknown (no code objects); run it in py3{newest}" in err
+
+
+def os_system_pickle(tmp_path) -> tuple[str, str]:
+    """A pickle that would run `touch MARKER` while loading (never loaded here)."""
+    from malicious_pickles import corpus
+
+    marker = str(tmp_path / "MARKER")
+    (entry,) = [e for e in corpus(marker) if e.expected == ("os", "system") and not e.gap][:1]
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(entry.data)
+    return str(path), marker
+
+
+def test_check_flags_unsafe_references_and_runs_nothing(capsys, tmp_path):
+    path, marker = os_system_pickle(tmp_path)
+    code, out = check(capsys, "--json", "--model", path)
+    report = json.loads(out)
+    assert code == 16 and not report["verdict"]["runnable"]
+    assert {"module": "os", "name": "system", "reason": "runs a shell command"} in report["unsafe"]
+    assert not os.path.exists(marker)
+
+
+def test_a_run_refuses_unsafe_pickles_unless_allowed(capfd, tmp_path):
+    path, marker = os_system_pickle(tmp_path)
+    code = predict.main(["--model", path, *local_data(tmp_path)])
+    err = capfd.readouterr().err
+    assert code == 16 and "os.system (runs a shell command)" in err and not os.path.exists(marker)
+    # --allow-unsafe loads it (what the pickle does then is the user's risk): os.system ran.
+    code = predict.main(["--model", path, "--allow-unsafe", "--no-isolation", *local_data(tmp_path)])
+    assert os.path.exists(marker) and code == 14, capfd.readouterr().err  # os.system's int is not callable
