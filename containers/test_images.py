@@ -105,6 +105,17 @@ def test_pickle_from_another_python_is_explained_in_the_image(image, tmp_path):
     assert f"numerai_predict_py_{other}:" in result.stderr
 
 
+def test_the_pickle_doctor_works_in_the_image(image, tmp_path):
+    """--check in the image, offline and read-only: its data (every environment's signs) ships with it."""
+    env, name = image
+    other = "3_10" if tag(env) != "3_10" else "3_11"
+    result = run_in_image(name, f"model_{other}.pkl", writable_dir(tmp_path, "out"), "--check", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["python"]["made_with"] == [other.replace("_", ".")]
+    assert report["verdict"]["environment"] == f"py{other.replace('_', '')}"
+    assert report["python"]["this"] == pixi_toml.python_minor(MANIFEST, env) and not report["python"]["fits_this"]
+
+
 def test_oci_labels(image):
     env, name = image
     labels = json.loads(docker("image", "inspect", "-f", "{{ json .Config.Labels }}", name).stdout)

@@ -194,3 +194,37 @@ def test_a_run_refuses_unsafe_pickles_unless_allowed(capfd, tmp_path):
     # --allow-unsafe loads it (what the pickle does then is the user's risk): os.system ran.
     code = predict.main(["--model", path, "--allow-unsafe", "--no-isolation", *local_data(tmp_path)])
     assert os.path.exists(marker) and code == 14, capfd.readouterr().err  # os.system's int is not callable
+
+
+README_CLONE = "/home/you/numerai-predict"
+
+
+def readme_blocks() -> dict[str, str]:
+    """README's doctor examples: the `$ pixi run ... doctor ...` line -> the output shown under it."""
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        lines = handle.read().split("\n")
+    blocks: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        if line.startswith("    $ pixi run -e py311 doctor "):
+            end = next(j for j in range(i + 1, len(lines)) if not lines[j].startswith("    "))
+            blocks[line[6:]] = "\n".join(text[4:] for text in lines[i + 1:end])
+    return blocks
+
+
+def versions_hidden(text: str) -> str:
+    """Installed versions differ between pixi's and the twin's builds: compare the rest."""
+    return re.sub(r"\b\d+\.\d+\.\d+\b", "X.Y.Z", text)
+
+
+@pytest.mark.skipif(HERE != "3.11", reason="README shows the doctor's output in py311")
+@pytest.mark.parametrize("command", sorted(readme_blocks()))
+def test_readme_shows_the_doctors_real_output(command, capsys, monkeypatch):
+    monkeypatch.setenv("INIT_CWD", ROOT)  # README runs it in the clone
+    monkeypatch.delenv("PYPI_TWIN", raising=False)  # and shows pixi's commands
+    code = predict.main(["--check", *command.split()[5:]])  # the doctor task: predict.py --check
+    out = capsys.readouterr().out.replace(ROOT, README_CLONE)
+    assert code == 0 and versions_hidden(out.rstrip("\n")) == versions_hidden(readme_blocks()[command])
+
+
+def test_readme_has_both_doctor_examples():
+    assert [("--json" in command) for command in sorted(readme_blocks())] == [True, False]
