@@ -127,7 +127,7 @@ def read_manifest(path: str) -> list[Entry]:
             continue  # blank lines are allowed
         if len(row) != len(header):
             bad(number, f"{len(row)} fields, the header has {len(header)}")
-        values = {name: cell.strip() for name, cell in zip(header, row)}
+        values = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
         ident, model = values.get("id", ""), values.get("model", "")
         if not ID_PATTERN.fullmatch(ident):
             bad(number, f"id {ident!r} must be 1-128 letters, digits, '_', '.' or '-' (it names a folder)")

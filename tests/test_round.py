@@ -1,0 +1,449 @@
+"""A round (numerai_predict/round.py): many models on one data download, each through predict.py in
+its pickle's environment; real servers on 127.0.0.1 (the fake Numerai API and dataset server,
+moto's S3 behind a counting proxy) and, in the slow suite, a real two-node Ray cluster."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import malicious_pickles
+import model_zoo
+import pytest
+from conftest import ROOT
+from servers import ScriptedServer, free_port, presigner, start_moto
+
+from numerai_predict import round as rnd
+
+MODELS = os.path.join(ROOT, "tests", "models")
+PYTHONS = ["3_10", "3_11", "3_12", "3_13"]
+SITE = os.path.join(ROOT, "tests", "readme_site")  # points numerapi at the fake API (NUMERAI_PREDICT_TEST_API)
+DATASET, BENCHMARKS = "v5.2/live.parquet", "v5.2/live_benchmark_models.parquet"
+
+
+# ---- unit: the manifest and the environments ---------------------------------
+
+
+def write_manifest(path, rows, header=("id", "model", "post_url", "post_data", "environment")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    ([], ("id", "model"), "has no model rows"),
+    ([["a", "m.pkl"]], ("id", "pickle"), "unknown column 'pickle'"),
+    ([["m.pkl"]], ("model",), "lacks the column 'id'"),
+    ([["a", "m.pkl"], ["a", "n.pkl"]], ("id", "model"), "line 3: id 'a' repeats line 2"),
+    ([["../x", "m.pkl"]], ("id", "model"), "line 2: id '../x' must be"),
+    ([["a", ""]], ("id", "model"), "line 2: model is empty"),
+    ([["a", "m.pkl", "http://x/up", ""]], ("id", "model", "post_url", "post_data"), "post_url and post_data go"),
+    ([["a", "m.pkl", "ftp://x", "key=k"]], ("id", "model", "post_url", "post_data"), "http(s) URL"),
+    ([["a", "m.pkl", "http://x", "nokey=1"]], ("id", "model", "post_url", "post_data"), "lacks the 'key' field"),
+    ([["a", "m.pkl", "python3"]], ("id", "model", "environment"), "environment 'python3' is not"),
+    ([["a", "m.pkl", "extra"]], ("id", "model"), "line 2: 3 fields, the header has 2"),
+])
+def test_manifest_errors_are_one_line_with_exit_3(tmp_path, rows, header, message):
+    path = write_manifest(tmp_path / "m.csv", rows, header)
+    with pytest.raises(rnd.RoundError) as caught:
+        rnd.read_manifest(path)
+    assert caught.value.exit_code == rnd.EXIT_MANIFEST
+    assert message in str(caught.value) and "\n" not in str(caught.value) and path in str(caught.value)
+
+
+def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
+    path = write_manifest(tmp_path / "m.csv", [["a", "models/m.pkl"], ["b", "https://host/m.pkl?sig=1"], []],
+                          ("id", "model"))
+    a, b = rnd.read_manifest(path)
+    assert a.model == str(tmp_path / "models" / "m.pkl") and b.model == "https://host/m.pkl?sig=1"
+    assert (a.post_url, a.environment) == ("", "")
+
+
+def test_round_cli_exit_codes(tmp_path):
+    """Usage 2, manifest 3, missing data 20: the round's own failures, one line each."""
+    assert rnd.main(["--manifest", str(tmp_path / "none.csv"), "--output_dir", str(tmp_path)]) == 3
+    assert rnd.main(["--manifest", "m.csv", "--workers", "-1"]) == 2
+    path = write_manifest(tmp_path / "m.csv", [["a", os.path.join(MODELS, "model_3_11.pkl")]], ("id", "model"))
+    assert rnd.main(["--manifest", path, "--output_dir", str(tmp_path), "--dataset", str(tmp_path / "no.parquet")]) \
+        == 20
+
+
+def test_environment_python_finds_pixi_then_twin_layer_then_prefix(tmp_path):
+    """One function for pixi's .pixi/envs/ENV, the twin's layer .pixi/twin/ENV and its prefix."""
+    root, twin = tmp_path / "repo", tmp_path / "envs"
+
+    def make(folder):
+        (folder / "bin").mkdir(parents=True)
+        (folder / "bin" / "python").write_text("#!/bin/sh\n")
+        (folder / "bin" / "python").chmod(0o755)
+        return str(folder / "bin" / "python")
+
+    assert rnd.environment_python("py311", str(root), str(twin)) is None
+    runtime = make(twin / "py311-runtime")
+    assert rnd.environment_python("py311", str(root), str(twin)) == runtime
+    prefix = make(twin / "py311")
+    assert rnd.environment_python("py311", str(root), str(twin)) == prefix
+    layer = make(root / ".pixi" / "twin" / "py311")
+    assert rnd.environment_python("py311", str(root), str(twin)) == layer
+    pixi = make(root / ".pixi" / "envs" / "py311")
+    assert rnd.environment_python("py311", str(root), str(twin)) == pixi
+    # and on this machine, every Python environment has one
+    for env in ("py310", "py311", "py312", "py313"):
+        assert rnd.environment_python(env), env
+
+
+def test_workers_are_bounded_by_memory(monkeypatch):
+    monkeypatch.setattr(rnd, "available_memory", lambda: 9 << 30)
+    cpus = len(os.sched_getaffinity(0))
+    assert rnd.local_workers(0, 4 << 30) == min(cpus, 2)
+    assert rnd.local_workers(8, 4 << 30) == 2
+    assert rnd.local_workers(8, 0) == 8
+    assert rnd.local_workers(1, 64 << 30) == 1
+
+
+# ---- real rounds -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3, behind a proxy that counts every POST (a duplicated upload would show)."""
+    server, client, url = start_moto()
+    client.create_bucket(Bucket="submissions")
+    proxy = ScriptedServer()
+    proxy.upstream = url
+    proxy.route("/submissions", ("forward", "ok"))
+    yield client, proxy
+    proxy.close()
+    server.stop()
+
+
+@pytest.fixture
+def api(live_files):
+    """Numerai's GraphQL API and dataset server on 127.0.0.1; every request counted."""
+    server = ScriptedServer()
+    for path, key in (("/live.parquet", "features"), ("/bench.parquet", "benchmarks")):
+        with open(live_files[key], "rb") as handle:  # the file, then "unchanged" to a conditional GET
+            server.route(path, (200, handle.read(), {"ETag": f'"{key}-1"'}), (304, b"", {"ETag": f'"{key}-1"'}))
+    server.graphql = {DATASET: "/live.parquet", BENCHMARKS: "/bench.parquet"}
+    yield server
+    server.close()
+
+
+def presigned(proxy, key):
+    post = presigner(proxy.url).generate_presigned_post(
+        "submissions", key, Fields={"Content-Type": "text/csv"},
+        Conditions=[{"Content-Type": "text/csv"}, ["content-length-range", 1, 10_000_000]], ExpiresIn=600)
+    return post["url"], urllib.parse.urlencode(post["fields"])
+
+
+def posted_keys(proxy):
+    """The S3 key of every POST that reached the proxy."""
+    keys = []
+    for method, _, _, body in proxy.requests:
+        if method == "POST":
+            found = re.search(rb'name="key"\r\n\r\n([^\r]+)', body)
+            keys.append(found[1].decode() if found else "?")
+    return keys
+
+
+def round_models(tmp_path, s3_proxy=None, failing=True):
+    """The committed pickles of the four Pythons (uploaded when ``s3_proxy``), plus failing ones:
+    expected (status, exit code, environment) by id."""
+    rows, expected = [], {}
+    for python in PYTHONS:
+        for kind in ("", "_legacy"):
+            ident = f"m{python}{kind}"
+            post = presigned(s3_proxy, f"round/{ident}.csv") if s3_proxy else ("", "")
+            rows.append([ident, os.path.join(MODELS, f"model_{python}{kind}.pkl"), *post, ""])
+            expected[ident] = ("ok", 0, "py" + python.replace("_", ""))
+    if failing:
+        folder = tmp_path / "bad"
+        folder.mkdir()
+        bad = {"raises": model_zoo.dumps(model_zoo.raises), "sleeps": model_zoo.dumps(model_zoo.sleeps),
+               "returns_none": model_zoo.dumps(lambda live_features: None),
+               "unsafe": malicious_pickles.corpus(str(tmp_path / "pwned"))[0].data}
+        for name, data in bad.items():
+            (folder / f"{name}.pkl").write_bytes(data)
+        here = f"py3{sys.version_info[1]}"
+        rows += [["wrong_python", os.path.join(MODELS, "model_3_13.pkl"), "", "", "py311"],
+                 ["raises", "bad/raises.pkl", "", "", ""], ["sleeps", "bad/sleeps.pkl", "", "", ""],
+                 ["returns_none", "bad/returns_none.pkl", "", "", ""], ["unsafe", "bad/unsafe.pkl", "", "", ""]]
+        expected.update(wrong_python=("failed", 12, "py311"), raises=("failed", 30, here),
+                        sleeps=("failed", 32, here), returns_none=("failed", 40, here), unsafe=("skipped", 16, ""))
+    return write_manifest(tmp_path / "manifest.csv", rows), expected
+
+
+def driver(manifest, out, api, *flags, **popen):
+    """The round as a process of its own (the test API reached through sitecustomize)."""
+    env = dict(os.environ, PYTHONPATH=SITE, NUMERAI_PREDICT_TEST_API=api.url + "/graphql")
+    command = [sys.executable, "-m", "numerai_predict.round", "--manifest", manifest, "--output_dir", str(out),
+               "--timeout", "120", "--max-memory", "2g", *map(str, flags)]
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def report(out):
+    with open(out / "round.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(out / "round.json") as handle:
+        details = json.load(handle)
+    return {row["id"]: row for row in rows}, details
+
+
+def check_outcomes(rows, expected, out):
+    assert sorted(rows) == sorted(expected)
+    for ident, (status, code, env) in expected.items():
+        row = rows[ident]
+        assert (row["status"], row["exit_code"]) == (status, str(code)), (ident, row)
+        if env:
+            assert row["environment"] == env, (ident, row)
+        if status == "ok":
+            assert row["csv"].startswith(str(out / ident) + os.sep) and os.path.isfile(row["csv"])
+            assert float(row["peak_mib"]) > 0
+        else:
+            assert row["error"], row
+
+
+def check_uploads(s3, rows, expected_ok):
+    client, proxy = s3
+    keys = posted_keys(proxy)
+    assert sorted(keys) == sorted(f"round/{ident}.csv" for ident in expected_ok), keys  # once each
+    for ident in expected_ok:
+        assert rows[ident]["upload"] == "uploaded"
+        body = client.get_object(Bucket="submissions", Key=f"round/{ident}.csv")["Body"].read()
+        with open(rows[ident]["csv"], "rb") as handle:
+            assert body == handle.read(), ident
+
+
+def test_small_round_in_two_environments(tmp_path, api):
+    """Two Pythons' pickles, the doctor choosing; the data downloaded once, shared read-only."""
+    manifest = write_manifest(tmp_path / "m.csv", [["a", os.path.join(MODELS, "model_3_12.pkl")],
+                                                   ["b", os.path.join(MODELS, "model_3_11_legacy.pkl")]],
+                              ("id", "model"))
+    out = tmp_path / "out"
+    code, err = finish(driver(manifest, out, api))
+    assert code == 0, err
+    rows, details = report(out)
+    check_outcomes(rows, {"a": ("ok", 0, "py312"), "b": ("ok", 0, "py311")}, out)
+    assert api.count("GET", "/live.parquet") == 1 and api.count("GET", "/bench.parquet") == 1
+    data = out / rnd.DATA_FOLDER / DATASET
+    assert not os.stat(data).st_mode & 0o222  # read-only for every model
+    assert details["summary"].startswith("round: 2 models: 2 ok, 0 failed, 0 skipped") and "round: 2" in err
+
+
+@pytest.mark.slow
+def test_round_of_thirteen_models(tmp_path, api, s3):
+    """The four Pythons' pickles uploaded, and failing ones (wrong Python, raising, timing out,
+    invalid output, unsafe): each its status and exit code; one download; each upload once, identical."""
+    manifest, expected = round_models(tmp_path, s3[1])
+    out = tmp_path / "out"
+    code, err = finish(driver(manifest, out, api, "--workers", "2", "--timeout", "60"))
+    assert code == 0, err
+    rows, details = report(out)
+    assert len(rows) >= 12
+    check_outcomes(rows, expected, out)
+    assert api.count("POST", "/graphql") == 2  # the URL of each file asked once
+    assert api.count("GET", "/live.parquet") == 1 and api.count("GET", "/bench.parquet") == 1
+    check_uploads(s3, rows, [i for i, e in expected.items() if e[0] == "ok"])
+    assert "doctor: unsafe pickle" in rows["unsafe"]["error"] and not os.path.exists(tmp_path / "pwned")
+    assert re.search(r"round: 13 models: 8 ok, 4 failed, 1 skipped; .* on 2 local worker", err)
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed(tmp_path, api, s3):
+    """SIGKILL the driver mid-round, run it again: finished models are not rerun, nothing uploaded twice."""
+    manifest, expected = round_models(tmp_path, s3[1], failing=False)
+    s3[1].requests.clear()
+    out = tmp_path / "out"
+    first = driver(manifest, out, api, "--workers", "1", start_new_session=False)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(out.glob(f"*/{rnd.STATE}"))) < 3:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    finished = sorted(path.parent.name for path in out.glob(f"*/{rnd.STATE}"))
+    assert 3 <= len(finished) < len(expected)
+    code, err = finish(driver(manifest, out, api, "--workers", "1"))
+    assert code == 0, err
+    rows, details = report(out)
+    check_outcomes(rows, expected, out)
+    assert set(finished) <= set(details["reused"])  # delivered before the kill: not run again
+    check_uploads(s3, rows, list(expected))  # each once, over both runs
+    gets = [headers for method, path, headers, _ in api.requests if method == "GET" and path == "/live.parquet"]
+    assert len(gets) == 2 and gets[1].get("If-None-Match") == '"features-1"'  # the second run: 304, copy kept
+
+
+# ---- Ray: a real two-node cluster on 127.0.0.1 -------------------------------
+
+
+def ray_command(*args):
+    return [sys.executable, "-m", "ray.scripts.scripts", *args]
+
+
+def ray_ports(base_args):
+    ports = [free_port() for _ in range(6)]
+    worker = 20000 + (os.getpid() % 200) * 100 + len(base_args)
+    return ["--node-manager-port", ports[0], "--object-manager-port", ports[1], "--metrics-export-port", ports[2],
+            "--runtime-env-agent-port", ports[3], "--dashboard-agent-grpc-port", ports[4],
+            "--dashboard-agent-listen-port", ports[5], "--min-worker-port", worker, "--max-worker-port", worker + 40]
+
+
+def descendants(pid):
+    """Every process below ``pid`` (from /proc), children first."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+class RayCluster:
+    """`ray start --head` and a second `ray start --address`, 1 CPU each, on 127.0.0.1, --block'ed."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        common = ["--num-cpus", "1", "--memory", str(3 << 30), "--object-store-memory", str(100 << 20),
+                  "--disable-usage-stats", "--block"]
+        self.head = self.start(["start", "--head", "--node-ip-address", "127.0.0.1", "--port", self.port,
+                                "--include-dashboard", "false", "--ray-client-server-port", free_port(),
+                                "--temp-dir", str(folder), *common, *ray_ports([1])], "head")
+        self.wait_for(1)
+        self.second = self.start(["start", "--address", self.address, "--node-ip-address", "127.0.0.1",
+                                  *common, *ray_ports([1, 2])], "second")
+        self.wait_for(2)
+
+    def start(self, args, name):
+        log = open(os.path.join(self.folder, f"{name}.log"), "w")
+        return subprocess.Popen(ray_command(*map(str, args)), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=dict(os.environ, RAY_DISABLE_IMPORT_WARNING="1"))
+
+    def alive(self):
+        probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
+                              timeout=60)
+        return int(done.stdout.strip() or 0)
+
+    def wait_for(self, nodes):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.alive() >= nodes:
+                    return
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+            time.sleep(1)
+        raise AssertionError(f"the Ray cluster did not reach {nodes} node(s); logs in {self.folder}")
+
+    def kill_second(self):
+        """The second node lost: its ray start, raylet, workers and their predict.py, SIGKILLed."""
+        for pid in [self.second.pid, *descendants(self.second.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.second.wait()
+
+    def stop(self):
+        for proc in (self.second, self.head):
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        subprocess.run(ray_command("stop", "--force"), capture_output=True, timeout=120)
+        for proc in (self.second, self.head):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def ray_cluster(tmp_path_factory):
+    pytest.importorskip("ray")
+    folder = tmp_path_factory.mktemp("ray", numbered=True)
+    # Ray's socket paths must stay short (AF_UNIX): a short temp dir of our own.
+    short = os.path.join("/tmp", f"rt{os.getpid()}")
+    os.makedirs(short, exist_ok=True)
+    cluster = None
+    try:
+        cluster = RayCluster(short)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        else:
+            subprocess.run(ray_command("stop", "--force"), capture_output=True, timeout=120)
+        subprocess.run(["rm", "-rf", short], check=False)
+        del folder
+
+
+@pytest.mark.slow
+def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster):
+    """The round through a 2-node Ray cluster; then again with the second node killed mid-round:
+    every model ends exactly once, no upload duplicated or lost, the retried models named."""
+    manifest, expected = round_models(tmp_path, s3[1], failing=False)
+    rows_all = list(csv.reader(open(manifest)))
+    raises = tmp_path / "raises.pkl"
+    raises.write_bytes(model_zoo.dumps(model_zoo.raises))
+    rows_all.append(["raises", str(raises), "", "", ""])
+    manifest = write_manifest(tmp_path / "manifest.csv", rows_all[1:])
+    expected["raises"] = ("failed", 30, f"py3{sys.version_info[1]}")
+    s3[1].requests.clear()
+    out = tmp_path / "out"
+    code, err = finish(driver(manifest, out, api, "--ray", ray_cluster.address, "--timeout", "60"))
+    assert code == 0, err
+    rows, details = report(out)
+    check_outcomes(rows, expected, out)
+    check_uploads(s3, rows, [i for i, e in expected.items() if e[0] == "ok"])
+    nodes = {m["node"] for m in details["models"]}
+    assert len(nodes) == 2, details  # both nodes ran models
+    assert details["retried"] == [] and "Ray cluster of 2 node(s), 2 CPU(s)" in details["workers"]
+    assert {m["id"]: m["attempts"] for m in details["models"]}["raises"] == 1  # a model failure is not retried
+
+    # again, new keys; the second node is lost while it runs a model
+    again = tmp_path / "again"
+    again.mkdir()
+    manifest2, expected2 = round_models(again, s3[1], failing=False)
+    s3[1].requests.clear()
+    out2 = tmp_path / "out2"
+    proc = driver(manifest2, out2, api, "--ray", ray_cluster.address, "--timeout", "60")
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and len(list(out2.glob(f"*/{rnd.STATE}"))) < 2:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the second node is into its next model
+    ray_cluster.kill_second()
+    code, err = finish(proc)
+    assert code == 0, err
+    rows, details = report(out2)
+    check_outcomes(rows, expected2, out2)
+    check_uploads(s3, rows, list(expected2))
+    assert details["retried"], details  # the model the lost node was running, run again elsewhere
+    assert "retried after a system failure: " in err
