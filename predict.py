@@ -27,12 +27,12 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
     ``facts`` receives what --report tells beyond the outcome (the model's isolation)."""
     import tempfile
 
-    from numerai_predict.data import fetch_dataset, read_parquet
+    from numerai_predict.data import fetch_dataset
     from numerai_predict.doctor import refuse_if_unfit, with_verdict
     from numerai_predict.errors import MissingModuleError, ModelCrashedError, PickleUnreadableError
     from numerai_predict.pickles import inspect_pickle
     from numerai_predict.sandbox import Limits, ModelProcess
-    from numerai_predict.validate import validate_predictions
+    from numerai_predict.validate import deliverable
 
     model_path = fetch_model(opts.model, opts.output_dir)
     diagnosis = refuse_if_unfit(inspect_pickle(model_path), model_path, opts.allow_unsafe)
@@ -46,13 +46,11 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
             raw = os.path.join(work, "predictions.parquet")
             model.predict(features, benchmarks, raw)
             # The child is untrusted: check its output again here, against the live ids.
-            live_ids = read_parquet(features, columns=[]).index
-            predictions = validate_predictions(read_parquet(raw), live_ids)
+            payload, count = deliverable(raw, features)
     except (PickleUnreadableError, MissingModuleError, ModelCrashedError) as exc:
         raise with_verdict(exc, diagnosis) from None  # loading failures say where the pickle would run
-    log.info("Generated %d predictions", len(predictions))
+    log.info("Generated %d predictions", count)
     # The validated predictions' bytes, held here: written, then uploaded as they are (never re-read).
-    payload = predictions.to_csv().encode()
     csv_path = write_csv(payload, opts.output_dir)
     if opts.post is not None:
         from numerai_predict.transfer import upload

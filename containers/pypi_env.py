@@ -86,16 +86,25 @@ def twin_name(env: str) -> str:
     return env.removesuffix("-runtime")
 
 
+def pypi_name(manifest: dict, name: str, env: str) -> str:
+    """A conda-forge name's PyPI name in an environment ([tool.pypi-twin.names]): a string for
+    every environment, or a table by environment with a `default`."""
+    mapped = manifest.get("tool", {}).get("pypi-twin", {}).get("names", {}).get(name, name)
+    if isinstance(mapped, dict):
+        return str(mapped.get(twin_name(env), mapped.get("default", name)))
+    return str(mapped)
+
+
 def requirements(manifest: dict, env: str) -> list[str]:
     """The PyPI requirements of an environment, derived from pixi.toml."""
     twin = manifest.get("tool", {}).get("pypi-twin", {})
-    names, skip = twin.get("names", {}), twin.get("skip", {})
+    skip = twin.get("skip", {})
     pins = twin.get("pins", {}).get(twin_name(env), {})
     reqs = {}
     for name, spec in merged(manifest, env, "dependencies").items():
         if name == "python" or twin_name(env) in skip.get(name, []):
             continue
-        reqs[names.get(name, name)] = conda_to_pip(spec)
+        reqs[pypi_name(manifest, name, env)] = conda_to_pip(spec)
     for name, spec in merged(manifest, env, "pypi-dependencies").items():
         if name in path_dependencies(manifest, env):  # installed from the checkout, not locked
             continue
@@ -116,8 +125,8 @@ def excluded(manifest: dict, env: str) -> list[str]:
     """PyPI names the environment goes without ([tool.pypi-twin.skip]): no dependency may bring them back
     (PyPI's torch for other Pythons than 3.11 is a multi-GB CUDA build)."""
     twin = manifest.get("tool", {}).get("pypi-twin", {})
-    names = twin.get("names", {})
-    return sorted(names.get(name, name) for name, envs in twin.get("skip", {}).items() if twin_name(env) in envs)
+    return sorted(pypi_name(manifest, name, env) for name, envs in twin.get("skip", {}).items()
+                  if twin_name(env) in envs)
 
 
 def spec_digest(manifest: dict, env: str) -> str:

@@ -209,3 +209,44 @@ def test_timeout_holds_in_the_image(image, tmp_path):
     result = run_hostile(env, name, hostile_models.sleeps_with_grandchild, tmp_path, "--timeout", "3")
     assert result.returncode == 32, result.stderr
     assert "the model did not finish within --timeout 3 s" in result.stderr
+
+
+#: The module each package of pixi.toml's environments provides: a package missing here fails the
+#: test below, so a new framework is added to what every image is checked to import.
+MODULES = {"pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow", "polars": "polars", "scipy": "scipy",
+           "scikit-learn": "sklearn", "lightgbm": "lightgbm", "py-xgboost": "xgboost", "catboost": "catboost",
+           "pytorch": "torch", "keras": "keras", "onnx": "onnx", "onnxruntime": "onnxruntime",
+           "cloudpickle": "cloudpickle", "joblib": "joblib", "statsmodels": "statsmodels", "requests": "requests",
+           "tenacity": "tenacity", "tqdm": "tqdm", "tensorflow-cpu": "tensorflow", "tensorflow": "tensorflow",
+           "numerapi": "numerapi", "numerai-tools": "numerai_tools", "numerblox": "numerblox"}
+NO_MODULE = {"python", "libprotobuf"}  # the interpreter, and a C++ library
+
+
+def image_modules(env: str) -> list[str]:
+    """Every package of the env's runtime environment on this platform, as modules (the PyPI
+    twin's images go without what [tool.pypi-twin.skip] names for the env)."""
+    platform = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[os.uname().machine]
+    runtime = f"{env}-runtime"
+    packages = {**pixi_toml.merged(MANIFEST, runtime, "dependencies", platform),
+                **pixi_toml.merged(MANIFEST, runtime, "pypi-dependencies", platform)}
+    skipped = {name for name, envs in MANIFEST["tool"]["pypi-twin"]["skip"].items() if env in envs} \
+        if os.environ.get("PYPI_TWIN") else set()
+    unknown = sorted(set(packages) - set(MODULES) - NO_MODULE)
+    assert not unknown, f"add the modules of {unknown} to MODULES"
+    return sorted({MODULES[p] for p in packages if p not in NO_MODULE | skipped})
+
+
+def test_image_imports_every_framework(image):
+    """Nothing the image leaves out (headers, test suites, static libraries, CUDA) is needed to
+    import any package of pixi.toml, read-only, offline, as the non-root user."""
+    env, name = image
+    modules = image_modules(env)
+    assert {"pandas", "lightgbm", "xgboost", "sklearn", "catboost"} <= set(modules)
+    check = ("import importlib, sys\nfailed = []\nfor m in sys.argv[1:]:\n    try:\n"
+             "        importlib.import_module(m)\n    except Exception as exc:\n"
+             "        failed.append(f'{m}: {type(exc).__name__}: {exc}')\nprint('\\n'.join(failed))\n"
+             "sys.exit(1 if failed else 0)")
+    result = docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", USER,
+                    "-e", "TF_CPP_MIN_LOG_LEVEL=2", "--entrypoint", "python", name, "-c", check, *modules,
+                    check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-2000:]}"

@@ -89,9 +89,11 @@ def distribution_of(package: str) -> tuple[str, str | None]:
     first: importlib.metadata.packages_distributions() reads every installed RECORD (0.5 s)."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
+    from numerai_predict.pythons import installed_version
+
     name = DISTRIBUTIONS.get(package, package)
     try:
-        return name, version(name)
+        return name, installed_version(name)
     except PackageNotFoundError:
         pass
     for name in packages_distributions().get(package, []):
@@ -101,7 +103,9 @@ def distribution_of(package: str) -> tuple[str, str | None]:
 
 def recorded_versions(facts: PickleFacts, known: dict[str, Signs]) -> list[dict[str, Any]]:
     """Versions the pickle records, against this environment and the environments that pin them."""
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError
+
+    from numerai_predict.pythons import installed_version
 
     rows = []
     found = dict(facts.recorded)
@@ -111,7 +115,7 @@ def recorded_versions(facts: PickleFacts, known: dict[str, Signs]) -> list[dict[
         found.setdefault("numpy", "1 (numpy.core)")
     for library, recorded in sorted(found.items()):
         try:
-            installed: str | None = version(library)
+            installed: str | None = installed_version(library)
         except (PackageNotFoundError, ValueError):
             installed = None
         wanted = recorded.split(" ")[0].split(".")[:2]

@@ -26,6 +26,9 @@ from typing import Any
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "environments")
 #: Packages whose minor versions pixi.toml pins per Python (what a pickle's state depends on).
 PINNED = ("cloudpickle", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost")
+#: Packages also installed under another distribution name: PyPI's CPU-only builds (the PyPI twin
+#: installs xgboost-cpu, the same `xgboost` module without CUDA and NCCL).
+ALSO_DISTRIBUTED_AS = {"xgboost": ("xgboost-cpu",)}
 #: Opcodes a function's bytecode may start with before RESUME (cells, free variables, generators).
 PREFIX_NAMES = ("MAKE_CELL", "COPY_FREE_VARS", "RETURN_GENERATOR", "POP_TOP", "NOP")
 
@@ -109,13 +112,26 @@ def code_layout() -> tuple[int, int]:
     return len(args), args.index(sample.__code__.co_code)
 
 
-def package_minors() -> dict[str, str]:
+def installed_version(name: str) -> str:
+    """importlib.metadata.version, also under the names of CPU-only builds (ALSO_DISTRIBUTED_AS);
+    raises PackageNotFoundError when none is installed."""
     from importlib.metadata import PackageNotFoundError, version
+
+    for candidate in (name, *ALSO_DISTRIBUTED_AS.get(name, ())):
+        try:
+            return version(candidate)
+        except PackageNotFoundError:
+            continue
+    raise PackageNotFoundError(name)
+
+
+def package_minors() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError
 
     minors = {}
     for name in PINNED:
         try:
-            minors[name] = ".".join(version(name).split(".")[:2])
+            minors[name] = ".".join(installed_version(name).split(".")[:2])
         except PackageNotFoundError:
             continue
     return minors

@@ -228,7 +228,9 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
 
     features = read_parquet(features_path)
     benchmarks = read_parquet(benchmarks_path) if benchmarks_path is not None else None
-    groups = features.groupby("era", sort=False) if "era" in features.columns else [(None, features)]
+    # Live data is one era: the frame as read, not a groupby's copy of it (twice the memory).
+    one_era = "era" not in features.columns or features["era"].nunique(dropna=False) <= 1
+    groups = [(None, features)] if one_era else features.groupby("era", sort=False)
     log.info("Predicting on %d rows of live features", len(features))
     results: list[pd.DataFrame] = []
     for era, era_features in groups:
@@ -236,7 +238,7 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
         if era is not None:
             log.debug("Predicting era %s (%d rows)", era, len(era_features))
         results.append(validate_predictions(call_model(model, args), era_features.index))
-    predictions = pd.concat(results)
+    predictions = results[0] if len(results) == 1 else pd.concat(results)
     predictions.to_parquet(out)
     return len(predictions)
 

@@ -147,12 +147,11 @@ def test_pickle_sensitive_packages_match_numerai_predict(manifest):
 
 def test_pypi_locks_hold_the_same_minors(manifest):
     """The PyPI twin resolves to the same pickle-sensitive minors as pixi.toml asks."""
-    names = manifest["tool"]["pypi-twin"]["names"]
     for env, minors in NUMERAI_PREDICT_MINORS.items():
         with open(pypi_env.lock_path(env)) as handle:
             locked = dict(line.strip().split("==") for line in handle if "==" in line)
         for package, minor in minors.items():
-            assert locked[names.get(package, package)].startswith(minor + "."), (env, package)
+            assert locked[pypi_env.pypi_name(manifest, package, env)].startswith(minor + "."), (env, package)
 
 
 def test_pypi_locks_are_fresh(manifest):

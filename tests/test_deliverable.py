@@ -1,0 +1,59 @@
+"""The runner's check of the model process's predictions file (validate.deliverable): the Arrow
+path writes byte for byte what pandas writes, and anything it does not accept goes to pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from numerai_data import live_features
+
+from numerai_predict.errors import PredictionsIndexError, PredictionsRangeError
+from numerai_predict.validate import arrow_deliverable, deliverable, validate_predictions
+
+
+def files(tmp_path, predictions: pd.DataFrame, features: pd.DataFrame) -> tuple[str, str]:
+    raw, live = str(tmp_path / "p.parquet"), str(tmp_path / "live.parquet")
+    predictions.to_parquet(raw)
+    features.to_parquet(live)
+    return raw, live
+
+
+def test_arrow_path_writes_what_pandas_writes(tmp_path):
+    features = live_features(rows=500, seed=3)
+    values = np.random.default_rng(0).random(len(features))
+    values[:6] = [0.0, 1.0, 1e-5, 0.1 + 0.2, 5e-324, -0.0]
+    predictions = validate_predictions(pd.DataFrame({"prediction": values}, index=features.index), features.index)
+    raw, live = files(tmp_path, predictions, features)
+    fast = arrow_deliverable(raw, live)
+    assert fast is not None and fast == (predictions.to_csv().encode(), len(features))
+
+
+@pytest.mark.parametrize("change", ["order", "float32", "extra column"])
+def test_anything_else_goes_through_pandas(tmp_path, change):
+    features = live_features(rows=50, seed=4)
+    predictions = pd.DataFrame({"prediction": np.linspace(0, 1, 50)}, index=features.index.rename("id"))
+    if change == "order":
+        predictions = predictions.iloc[::-1]
+    elif change == "float32":
+        predictions = predictions.astype("float32")
+    else:
+        predictions["other"] = "x"
+    raw, live = files(tmp_path, predictions, features)
+    assert arrow_deliverable(raw, live) is None
+    payload, count = deliverable(raw, live)
+    assert count == 50 and payload == validate_predictions(predictions, features.index).to_csv().encode()
+
+
+@pytest.mark.parametrize("change, error", [("outside", PredictionsRangeError), ("missing", PredictionsIndexError)])
+def test_wrong_predictions_raise_pandas_errors(tmp_path, change, error):
+    features = live_features(rows=50, seed=5)
+    predictions = pd.DataFrame({"prediction": np.linspace(0, 1, 50)}, index=features.index.rename("id"))
+    if change == "outside":
+        predictions.iloc[0, 0] = 1.5
+    else:
+        predictions = predictions.iloc[1:]
+    raw, live = files(tmp_path, predictions, features)
+    assert arrow_deliverable(raw, live) is None
+    with pytest.raises(error):
+        deliverable(raw, live)
