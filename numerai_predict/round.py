@@ -577,7 +577,7 @@ def parse_args(argv: list[str]) -> Settings:
     def error(message: str) -> NoReturn:
         raise RoundError(f"usage: {message}", EXIT_USAGE)
 
-    parser.error = error  # type: ignore[method-assign,assignment]
+    parser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     try:
         max_memory = parse_size(args.max_memory, "--max-memory")
@@ -642,13 +642,13 @@ def plan(settings: Settings, entries: list[Entry], features: str, benchmarks: st
             continue
         environment = entry.environment
         if not environment:
-            environment, code, reason = doctor_environment(entry, folder)
-            if code:
-                outcome = Outcome(entry.id, "skipped", code, environment or "", error=reason)
+            verdict, code, reason = doctor_environment(entry, folder)
+            if code or not verdict:
+                outcome = Outcome(entry.id, "skipped", code, verdict or "", error=reason)
                 write_atomic(os.path.join(folder, STATE), json.dumps(asdict(outcome), indent=1))
                 known.append(outcome)
                 continue
-        assert environment
+            environment = verdict
         jobs.append(Job(entry.id, entry.model, environment, folder, features, benchmarks, entry.post_url,
                         entry.post_data, settings.timeout, max_memory, settings.isolate, settings.use_images,
                         die_with_parent=bool(settings.ray)))

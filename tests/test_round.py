@@ -130,12 +130,16 @@ def s3():
 def api(live_files):
     """Numerai's GraphQL API and dataset server on 127.0.0.1; every request counted."""
     server = ScriptedServer()
-    for path, key in (("/live.parquet", "features"), ("/bench.parquet", "benchmarks")):
-        with open(live_files[key], "rb") as handle:  # the file, then "unchanged" to a conditional GET
-            server.route(path, (200, handle.read(), {"ETag": f'"{key}-1"'}), (304, b"", {"ETag": f'"{key}-1"'}))
+    serve_data(server, live_files)
     server.graphql = {DATASET: "/live.parquet", BENCHMARKS: "/bench.parquet"}
     yield server
     server.close()
+
+
+def serve_data(server, live_files):
+    for path, key in (("/live.parquet", "features"), ("/bench.parquet", "benchmarks")):
+        with open(live_files[key], "rb") as handle:  # the file, then "unchanged" to a conditional GET
+            server.route(path, (200, handle.read(), {"ETag": f'"{key}-1"'}), (304, b"", {"ETag": f'"{key}-1"'}))
 
 
 def presigned(proxy, key):
@@ -184,7 +188,8 @@ def round_models(tmp_path, s3_proxy=None, failing=True):
 
 def driver(manifest, out, api, *flags, **popen):
     """The round as a process of its own (the test API reached through sitecustomize)."""
-    env = dict(os.environ, PYTHONPATH=SITE, NUMERAI_PREDICT_TEST_API=api.url + "/graphql")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SITE, os.environ.get("PYTHONPATH")])),
+               NUMERAI_PREDICT_TEST_API=api.url + "/graphql")
     command = [sys.executable, "-m", "numerai_predict.round", "--manifest", manifest, "--output_dir", str(out),
                "--timeout", "120", "--max-memory", "2g", *map(str, flags)]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -271,7 +276,7 @@ def test_resume_after_the_driver_is_killed(tmp_path, api, s3):
     out = tmp_path / "out"
     first = driver(manifest, out, api, "--workers", "1", start_new_session=False)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(out.glob(f"*/{rnd.STATE}"))) < 3:
+    while time.monotonic() < deadline and first.poll() is None and len(list(out.glob(f"*/{rnd.STATE}"))) < 3:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.communicate()
@@ -406,7 +411,7 @@ def ray_cluster(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster):
+def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster, live_files):
     """The round through a 2-node Ray cluster; then again with the second node killed mid-round:
     every model ends exactly once, no upload duplicated or lost, the retried models named."""
     manifest, expected = round_models(tmp_path, s3[1], failing=False)
@@ -433,10 +438,11 @@ def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster):
     again.mkdir()
     manifest2, expected2 = round_models(again, s3[1], failing=False)
     s3[1].requests.clear()
+    serve_data(api, live_files)  # a new round folder: downloaded afresh
     out2 = tmp_path / "out2"
     proc = driver(manifest2, out2, api, "--ray", ray_cluster.address, "--timeout", "60")
     deadline = time.monotonic() + 200
-    while time.monotonic() < deadline and len(list(out2.glob(f"*/{rnd.STATE}"))) < 2:
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out2.glob(f"*/{rnd.STATE}"))) < 2:
         time.sleep(0.2)
     time.sleep(1.0)  # the second node is into its next model
     ray_cluster.kill_second()
