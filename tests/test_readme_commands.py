@@ -1,6 +1,9 @@
 """Every command in README.md's code blocks that runs predict, pasted as written into `bash -c`
 in an ordinary folder of the user's (not the repository), with `pixi` answered by the PyPI twin
-(containers/pixi_shim.py on PATH).
+(containers/pixi_shim.py on PATH, which finds its manifest as pixi does: --manifest-path, else
+pixi.toml upwards from the folder, so a line without it fails here as it would under pixi).
+Transcripts (a block whose first line starts with `$ `) count only their `$ ` lines: the rest is
+output.
 
 Only what cannot exist here is substituted:
 
@@ -17,8 +20,9 @@ Only what cannot exist here is substituted:
   at it by tests/readme_site/sitecustomize.py on PYTHONPATH;
 - `~/numerai-predict` (where README's commands say the clone is) by this checkout.
 
-Each must exit 0 and leave its CSV in its --output_dir (the user's folder for the demo). A line
-mentioning predict that no kind below recognises fails the test: the extractor must learn it.
+Each must exit 0 and leave its CSV in its --output_dir (the user's folder for the demo; every
+docker command names one, the folder mounted from the host). A line mentioning predict that no
+kind below recognises fails the test: the extractor must learn it.
 """
 
 from __future__ import annotations
@@ -44,10 +48,13 @@ DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
 
 pytestmark = pytest.mark.slow
 
+CLONE = "~/numerai-predict"
 TWIN = r"python3 \S*containers/pypi_env\.py"
+# pixi's --manifest-path (-m) is an option of `run`, before the task.
+OPTIONS = r"(?:(?:--manifest-path|-m)[ =]\S+ |-e (?P<env>py3\d+) )"
 KINDS = {
-    "predict": re.compile(rf"^(pixi|{TWIN}) run -e (?P<env>py3\d+) predict\s"),
-    "demo": re.compile(rf"^(pixi|{TWIN}) run (-e (?P<env>py3\d+) )?demo\b"),
+    "predict": re.compile(rf"^(pixi|{TWIN}) run {OPTIONS}*predict\s"),
+    "demo": re.compile(rf"^(pixi|{TWIN}) run {OPTIONS}*demo\b"),
     "docker": re.compile(r"^docker run\s.*\sghcr\.io/numerai/numerai_predict_py_\d_\d+:\S+\s"),
 }
 PUBLISHED_IMAGE = re.compile(r"ghcr\.io/numerai/numerai_predict_py_\d_\d+:\S+")
@@ -62,18 +69,26 @@ def code_commands() -> list[tuple[int, str]]:
     """(first line number, command) of every line in README's code blocks, `\\` continuations joined."""
     commands: list[tuple[int, str]] = []
     lines = open(README).read().splitlines()
-    in_block = fenced = False
+    in_block = fenced = transcript = False
     pending: tuple[int, str] | None = None
     for number, line in enumerate(lines, 1):
         if line.lstrip().startswith("```"):
             fenced = not fenced
+            in_block = False
             continue
         previous_blank = number == 1 or not lines[number - 2].strip()
+        starts = not in_block
         in_block = fenced or (line.startswith("    ") and (in_block or previous_blank)) or \
             (in_block and not line.strip())
         if not in_block or not line.strip():
             continue
         text = line.strip()
+        if starts and not pending:
+            transcript = text.startswith("$ ")
+        if transcript and not pending:
+            if not text.startswith("$ "):
+                continue  # a transcript's output
+            text = text[2:]
         if pending:
             pending = (pending[0], pending[1] + " " + text)
         else:
@@ -110,6 +125,18 @@ def test_every_predict_command_in_readme_is_one_this_test_runs():
     counts = {kind: sum(1 for _, c in COMMANDS if kind_of(c) == kind) for kind in KINDS}
     assert all(counts.values()), f"README lost a kind of command this test expects: {counts}"
     assert sum(counts.values()) == len([c for _, c in everything if mentions_predict(c)]) == len(COMMANDS)
+
+
+def test_local_commands_name_the_clone_as_readme_says():
+    """pixi finds no manifest in the user's folder: each pixi line names the clone's, the twin's
+    its script there, both under the one path README gives for the clone."""
+    assert f"where your clone is `{CLONE}`" in " ".join(open(README).read().split())
+    for number, command in COMMANDS:
+        words = shlex.split(command, comments=True)
+        if words[0] == "pixi":
+            assert f"--manifest-path {CLONE}/pixi.toml" in command, f"README.md:{number}: {command}"
+        elif words[0] == "python3":
+            assert command.startswith(f"python3 {CLONE}/containers/pypi_env.py "), f"README.md:{number}: {command}"
 
 
 # --- the world a pasted command finds ----------------------------------------------------------
@@ -193,7 +220,8 @@ def shell_env(tmp_path, api_url: str | None) -> dict[str, str]:
     path = [str(bin_dir), *(p for p in os.environ["PATH"].split(os.pathsep) if p and not p.startswith(ours))]
     env = {k: v for k, v in os.environ.items()
            if k not in ("INIT_CWD", "PYPI_TWIN", "CONDA_PREFIX", "PIXI_ENVIRONMENT_NAME", "VIRTUAL_ENV",
-                        "PYTHONPATH", "PYTEST_CURRENT_TEST")}
+                        "PYTHONPATH", "PYTEST_CURRENT_TEST", "PIXI_PROJECT_MANIFEST", "PIXI_PROJECT_ROOT",
+                        "PIXI_IN_SHELL")}
     env["PATH"] = os.pathsep.join(path)
     if api_url:
         env.update(PYTHONPATH=SITE, NUMERAI_PREDICT_TEST_API=api_url)
@@ -240,7 +268,7 @@ def substitute(number: int, command: str, folder: str, python: str, world) -> tu
     if "__POST_DATA__" in result:
         assert expect["post"], f"README.md:{number}: --post_data without a presigned --post_url"
         result = result.replace("__POST_DATA__", shlex.quote(urllib.parse.urlencode(expect["post_fields"]["fields"])))
-    result = result.replace("~/numerai-predict/", ROOT + "/")
+    result = result.replace(CLONE + "/", ROOT + "/")
     return result, expect
 
 
@@ -274,20 +302,21 @@ def test_readme_command_runs_as_written(number, command, tmp_path, request):
     saved = re.findall(r"Saved predictions to (\S+)", log)
     assert len(saved) == 1, log[-4000:]
     (csv,) = saved
-    if kind == "docker" and "output_dir" not in expect:
-        # The container's own /tmp (Numerai's default --output_dir), gone with the container.
-        assert os.path.dirname(csv) == "/tmp", log[-4000:]
-    else:
-        where = folder if kind == "demo" else expect.get("output_dir", "/tmp")
-        assert os.path.dirname(csv) == where and os.path.isfile(csv), log[-4000:]
-        assert where != "/tmp" or os.path.basename(csv) not in before
-        with open(csv, "rb") as handle:
-            written = handle.read()
-        assert written.startswith(b"id,prediction\n") and written.count(b"\n") > 1
-        if where == "/tmp":
-            os.remove(csv)
-        if expect["post"]:
-            client = request.getfixturevalue("moto")[0]
-            assert client.get_object(Bucket="submissions", Key=expect["post"])["Body"].read() == written
+    # A container's CSV outlives it only in a folder mounted from the host: the user's.
+    assert kind != "docker" or expect.get("output_dir") == folder, \
+        f"README.md:{number}: the CSV would stay in the container: {command}"
+    where = folder if kind == "demo" else expect.get("output_dir", "/tmp")
+    assert os.path.dirname(csv) == where and os.path.isfile(csv), log[-4000:]
+    assert where != "/tmp" or os.path.basename(csv) not in before
+    if kind == "docker":
+        assert os.stat(csv).st_uid == os.getuid(), "the CSV is not the user's"
+    with open(csv, "rb") as handle:
+        written = handle.read()
+    assert written.startswith(b"id,prediction\n") and written.count(b"\n") > 1
+    if where == "/tmp":
+        os.remove(csv)
+    if expect["post"]:
+        client = request.getfixturevalue("moto")[0]
+        assert client.get_object(Bucket="submissions", Key=expect["post"])["Body"].read() == written
     if api is not None:
         assert api.count("POST", "/graphql") >= 1, "numerapi's endpoint was never asked"
