@@ -15,7 +15,7 @@ from typing import Any
 
 from numerai_predict.errors import PickleVersionError, PredictError, UnsafePickleError
 from numerai_predict.pickles import PickleFacts
-from numerai_predict.pythons import Signs, known_pythons
+from numerai_predict.pythons import PINNED, Signs, known_pythons
 
 SCHEMA = "https://github.com/numerai/numerai-predict/doctor.schema.json"
 #: Distributions of top-level modules that are not installed here (installed ones are looked up).
@@ -44,14 +44,9 @@ def made_with(facts: PickleFacts, known: dict[str, Signs]) -> tuple[list[str] | 
     evidence = [f"{len(facts.code_objects)} code object(s), constructor with {'/'.join(map(str, fields))} fields: "
                 + fits(v for v, s in known.items() if s.code_fields in fields)]
     for args in facts.code_objects:
-        candidates &= {version for version, signs in known.items()
-                       if isinstance(code := bytecode(args, signs), bytes) and signs.matches(len(args), code)}
+        candidates &= {version for version, signs in known.items() if signs.matches(args)}
     evidence.append("bytecode of every code object valid for " + fits(candidates))
     return sorted(candidates, key=minor), evidence
-
-
-def bytecode(args: tuple[object, ...], signs: Signs) -> object:
-    return args[signs.code_index] if len(args) > signs.code_index else None
 
 
 def fits(versions: Any) -> str:
@@ -217,8 +212,12 @@ def render(diagnosis: dict[str, Any]) -> str:
             f"{row['distribution']} {row['version']}" if row["present"] else f"{row['distribution']}: ABSENT here")
         lines.append(f"           {row['module']:<22} {where}")
     for row in diagnosis["recorded_versions"]:
-        fit = ", ".join(row["environments"]) or "no environment's pins"
-        lines.append(f"Recorded:  {row['library']} {row['recorded']} (here: {row['here'] or 'absent'}; fits {fit})")
+        if row["library"] in PINNED:
+            fit = "; fits " + (", ".join(row["environments"]) or "no environment's pins")
+            lines.append(f"Recorded:  {row['library']} {row['recorded']} (here: {row['here'] or 'absent'}{fit})")
+        else:  # a file format, or a library pixi.toml leaves unpinned
+            here_ = f" (here: {row['here']})" if row["here"] else ""
+            lines.append(f"Recorded:  {row['library']} {row['recorded']}{here_}")
     lines.append("Unsafe:    " + ("none" if not diagnosis["unsafe"] else ""))
     lines += [f"           {u['module']}.{u['name']}: {u['reason']}" for u in diagnosis["unsafe"]]
     if v["environment"]:

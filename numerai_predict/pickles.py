@@ -13,6 +13,7 @@ import pickletools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from numerai_predict.errors import (
     ArityError,
@@ -46,6 +47,7 @@ class PickleFacts:
     #: versions libraries record in their pickled state ("scikit-learn" -> "1.6.1")
     recorded: dict[str, str] = field(default_factory=dict)
     last_string: str = ""
+    depth: int = 0  # pickles nested in library state (torch storages) are scanned too
 
     @property
     def modules(self) -> set[str]:
@@ -101,10 +103,17 @@ def inspect_pickle(path: str) -> PickleFacts:
 def scan_bytes(data: bytes) -> PickleFacts:
     """A symbolic run of the pickle's opcodes (pickletools): strings, globals,
     tuples and calls are tracked, everything else becomes a placeholder."""
-    facts = PickleFacts()
+    import io
+
+    return scan_stream(io.BytesIO(data))
+
+
+def scan_stream(stream: Any, depth: int = 0) -> PickleFacts:
+    """scan_bytes of the one pickle at the stream's position (which ends after its STOP)."""
+    facts = PickleFacts(depth=depth)
     stack: list[object] = []
     memo: dict[object, object] = {}
-    for op, arg, _pos in pickletools.genops(data):
+    for op, arg, _pos in pickletools.genops(stream):
         step(op, arg, stack, memo, facts)
     return facts
 
@@ -148,12 +157,69 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
             facts.code_objects.append(args)
         if isinstance(func, Call) and isinstance(func.func, Global):
             facts.calls_of_results.add((func.func.module, func.func.name))  # e.g. getattr(...)(...)
-        stack.append(Call(func, args))
+        stack.append(reduced(func, args, facts))
     elif isinstance(arg, (str, bytes, bytearray)) and not op.stack_before:
         note_recorded(arg, facts)
         stack.append(arg)
     else:
         generic_step(op, stack)
+
+
+#: Calls that import a module by name (cloudpickle refers to modules with subimport).
+IMPORTERS = {("cloudpickle.cloudpickle", "subimport"), ("cloudpickle.cloudpickle_fast", "subimport"),
+             ("builtins", "__import__"), ("importlib", "import_module")}
+#: Library loaders that unpickle bytes they are given (torch.load with weights_only=False).
+NESTED_PICKLES = {("torch.storage", "_load_from_bytes")}
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module imported by name while loading: its attributes are globals too."""
+
+    name: str
+
+
+def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> object:
+    """What a REDUCE leaves on the stack, with what it reveals: getattr on an imported module is
+    that module's global (getattr(subimport('os'), 'system') is os.system), and bytes a library
+    unpickles are scanned as pickles of their own."""
+    if isinstance(func, Global) and isinstance(args, tuple) and args:
+        key = (func.module, func.name)
+        if key in IMPORTERS and isinstance(args[0], str):
+            return Module(args[0])
+        if key == ("builtins", "getattr") and len(args) >= 2 and isinstance(args[1], str):
+            owner = args[0]
+            module = owner.name if isinstance(owner, Module) else (
+                f"{owner.module}.{owner.name}" if isinstance(owner, Global) else None)
+            if module:
+                facts.globals.add((module, args[1]))
+                return Global(module, args[1])
+        if key in NESTED_PICKLES and isinstance(args[0], (bytes, bytearray)):
+            scan_nested(bytes(args[0]), facts)
+    return Call(func, args)
+
+
+def scan_nested(data: bytes, facts: PickleFacts) -> None:
+    """The pickles inside bytes a library unpickles: a torch zip's data.pkl, or a stream of pickles."""
+    import io
+    import zipfile
+
+    if facts.depth >= 3:
+        facts.globals.add(("pickle", "loads"))  # deeper nesting is itself a reason to refuse
+        return
+    blobs = [data]
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            blobs = [archive.read(name) for name in archive.namelist() if name.endswith(".pkl")]
+    for blob in blobs:
+        stream = io.BytesIO(blob)
+        while stream.tell() < len(blob):
+            try:
+                inner = scan_stream(stream, facts.depth + 1)
+            except Exception:
+                break  # raw tensor bytes follow the legacy format's pickles
+            facts.globals |= inner.globals
+            facts.calls_of_results |= inner.calls_of_results
 
 
 def note_recorded(value: str | bytes | bytearray, facts: PickleFacts) -> None:
@@ -183,10 +249,14 @@ def generic_step(op: pickletools.OpcodeInfo, stack: list[object]) -> None:
 
 
 def pop_to_mark(stack: list[object]) -> list[object]:
-    index = len(stack) - 1 - stack[::-1].index(MARK)
-    items = stack[index + 1:]
-    del stack[index:]
-    return items
+    # Scanned from the top: the nearest MARK is usually there (reversing the stack
+    # each time made a crafted pickle of 80,000 MARKs take seconds).
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is MARK:
+            items = stack[index + 1:]
+            del stack[index:]
+            return items
+    raise ValueError("an opcode needs a MARK that is not on the stack")
 
 
 def is_code_type(func: object) -> bool:

@@ -45,14 +45,25 @@ class Signs:
     resume: int | None  # RESUME (3.11+): every function starts with it
     prefix: frozenset[int]
     packages: dict[str, str]  # pinned package -> "major.minor" in that environment
+    #: 3.10's co_linetable: (bytecode delta, line delta) pairs whose deltas add up to the whole
+    #: bytecode; 3.8/3.9 store co_lnotab in the same place, whose deltas stop at the last line's start
+    linetable_index: int | None = None
 
     @property
     def environment(self) -> str:
         return "py" + self.python.replace(".", "")
 
-    def matches(self, fields: int, code: bytes) -> bool:
-        """Could this Python have compiled this bytecode, stored with this many fields?"""
-        return fields == self.code_fields and self.valid_bytecode(code)
+    def matches(self, args: tuple[object, ...]) -> bool:
+        """Could this Python have compiled the code object cloudpickle stored as ``args``?"""
+        code = args[self.code_index] if len(args) > self.code_index else None
+        return (len(args) == self.code_fields and isinstance(code, bytes) and self.valid_bytecode(code)
+                and self.valid_linetable(args, len(code)))
+
+    def valid_linetable(self, args: tuple[object, ...], length: int) -> bool:
+        if self.linetable_index is None:
+            return True
+        table = args[self.linetable_index]
+        return isinstance(table, bytes) and sum(table[0::2]) == length
 
     def valid_bytecode(self, code: bytes) -> bool:
         """Every opcode exists here, cache entries are zero, and it starts as this Python's functions do."""
@@ -84,11 +95,12 @@ def current_signs_data() -> dict[str, Any]:
     entries: Any = getattr(opcode, "_inline_cache_entries", None) or {}
     if isinstance(entries, list):  # 3.11 and 3.12: indexed by opcode
         entries = {dis.opname[number]: count for number, count in enumerate(entries)}
-    fields, index = code_layout()
+    fields, index, linetable = code_layout()
     return {
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "code_fields": fields,
         "code_index": index,
+        "linetable_index": linetable,
         "opcodes": dict(sorted(opmap.items())),
         "caches": {name: count for name, count in sorted(entries.items()) if count and name in opmap},
         "resume": "RESUME" if "RESUME" in opmap else None,
@@ -97,9 +109,10 @@ def current_signs_data() -> dict[str, Any]:
     }
 
 
-def code_layout() -> tuple[int, int]:
+def code_layout() -> tuple[int, int, int | None]:
     """How cloudpickle stores this Python's code objects: the number of constructor
-    arguments, and which one is the bytecode (found by pickling a function)."""
+    arguments, which one is the bytecode, and which one is a line table whose bytecode
+    deltas cover the whole bytecode (3.10's; None elsewhere), found by pickling functions."""
     import cloudpickle
 
     from numerai_predict.pickles import scan_bytes
@@ -107,9 +120,19 @@ def code_layout() -> tuple[int, int]:
     def sample(x: int) -> int:
         return x + 1
 
+    def loops(n: int) -> int:
+        total = 0
+        for i in range(n):
+            if i % 3:
+                total += i
+        return total
+
     facts = scan_bytes(cloudpickle.dumps(sample))
     (args,) = [a for a in facts.code_objects if sample.__code__.co_code in a]
-    return len(args), args.index(sample.__code__.co_code)
+    codes = [sample.__code__, loops.__code__]
+    table = getattr(sample.__code__, "co_linetable", None)
+    covers = table in args and all(sum(c.co_linetable[0::2]) == len(c.co_code) for c in codes)
+    return len(args), args.index(sample.__code__.co_code), args.index(table) if covers else None
 
 
 def installed_version(name: str) -> str:
@@ -149,6 +172,7 @@ def from_data(data: dict[str, Any]) -> Signs:
         resume=opmap[data["resume"]] if data["resume"] else None,
         prefix=frozenset(opmap[name] for name in data["prefix"]),
         packages=data.get("packages", {}),
+        linetable_index=data.get("linetable_index"),
     )
 
 

@@ -228,3 +228,167 @@ def test_readme_shows_the_doctors_real_output(command, capsys, monkeypatch):
 
 def test_readme_has_both_doctor_examples():
     assert [("--json" in command) for command in sorted(readme_blocks())] == [True, False]
+
+
+# ---- each sign on its own: the review's "delete one check, all green" gaps ----
+
+def code_args(name: str) -> tuple[object, ...]:
+    return inspect_pickle(os.path.join(MODELS, name)).code_objects[0]
+
+
+def with_field(args: tuple[object, ...], index: int, value: object) -> tuple[object, ...]:
+    return (*args[:index], value, *args[index + 1:])
+
+
+def test_each_sign_alone_rules_a_python_out():
+    known = pythons.known_pythons()
+    s310, s311 = known["3.10"], known["3.11"]
+    a310, a311 = code_args("model_3_10.pkl"), code_args("model_3_11.pkl")
+    assert s310.matches(a310) and s311.matches(a311)
+    code = a311[s311.code_index]
+    assert isinstance(code, bytes)
+    # The constructor's field count.
+    assert not s311.matches(a311[:-1])
+    # RESUME opens every 3.11 function: without its prologue the bytecode is not 3.11's.
+    resume = code.index(bytes([s311.resume, 0]))
+    assert not s311.matches(with_field(a311, s311.code_index, code[resume + 2:] + code[:resume + 2]))
+    # Inline caches are zero in stored bytecode; a CACHE never opens an instruction.
+    load_global = next(i for i in range(0, len(code), 2) if s311.caches.get(code[i]))
+    dirty = bytearray(code)
+    dirty[load_global + 2] = 1
+    assert not s311.matches(with_field(a311, s311.code_index, bytes(dirty)))
+    assert not s311.matches(with_field(a311, s311.code_index, code + b"\x00\x00"))
+    # An opcode this Python does not have.
+    unknown = next(op for op in range(256) if op not in s311.opcodes and op not in s311.caches)
+    assert not s311.matches(with_field(a311, s311.code_index, code[:-2] + bytes([unknown, 0])))
+    # 3.8/3.9 store co_lnotab where 3.10 has co_linetable: its deltas stop short of the end.
+    table = a310[s310.linetable_index]
+    assert isinstance(table, bytes)
+    assert not s310.matches(with_field(a310, s310.linetable_index, table[:-2]))
+
+
+def test_the_running_pythons_signs_are_computed_when_its_file_is_missing(without):
+    without(HERE)
+    assert HERE in pythons.known_pythons()
+    model = os.path.join(MODELS, f"model_3_{sys.version_info[1]}.pkl")
+    assert made_with(inspect_pickle(model), pythons.known_pythons())[0] == [HERE]
+
+
+# ---- what the pickle records, modules, verdict preferences ----
+
+@pytest.mark.parametrize(("name", "library", "recorded"), [
+    ("model_3_10_legacy.pkl", "scikit-learn", "1.6.1"),
+    ("model_3_10_legacy.pkl", "numpy", "1 (numpy.core)"),
+    ("model_3_13_legacy.pkl", "numpy", "2 (numpy._core)"),
+    ("model_3_11_legacy.pkl", "xgboost", "3.0.5"),
+    ("model_3_12_legacy.pkl", "keras", "3.15.1"),
+    ("model_3_10.pkl", "lightgbm model format", "v4"),
+])
+def test_versions_the_pickle_records(capsys, name, library, recorded):
+    _, out = check(capsys, "--json", "--model", os.path.join(MODELS, name))
+    rows = {row["library"]: row for row in json.loads(out)["recorded_versions"]}
+    assert rows[library]["recorded"] == recorded
+
+
+def test_recorded_versions_pick_the_environment_when_no_code_tells(capsys):
+    """No code objects: numpy 1's module paths fit py310 alone, numpy 2's the others."""
+    _, out = check(capsys, "--json", "--model", os.path.join(MODELS, "kinds", "no_code_3_10.pkl"))
+    report = json.loads(out)
+    assert report["verdict"]["environment"] == "py310"
+    numpy = next(row for row in report["recorded_versions"] if row["library"] == "numpy")
+    assert numpy["environments"] == ["py310"] and numpy["matches_here"] == (HERE == "3.10")
+
+
+def test_the_verdict_prefers_the_running_python(capsys, monkeypatch):
+    from numerai_predict import doctor
+
+    args = code_args(f"model_3_{sys.version_info[1]}.pkl")
+    monkeypatch.setattr(doctor, "made_with", lambda facts, known: (sorted(known, key=doctor.minor), ["any"]))
+    _, out = check(capsys, "--json", "--model", os.path.join(MODELS, f"model_3_{sys.version_info[1]}.pkl"))
+    assert args and json.loads(out)["verdict"]["environment"] == f"py3{sys.version_info[1]}"
+
+
+def test_module_rows_absent_and_stdlib(capsys, tmp_path):
+    path = tmp_path / "m.pkl"
+    path.write_bytes(b"(cnosuchmodule_x\nthing\nccollections\nOrderedDict\nt.")  # protocol 0: a tuple of 2 globals
+    code, out = check(capsys, "--json", "--model", str(path))
+    report = json.loads(out)
+    rows = {row["module"]: row for row in report["modules"]}
+    assert rows["nosuchmodule_x"] == {"module": "nosuchmodule_x", "distribution": "nosuchmodule_x",
+                                      "present": False, "version": None, "stdlib": False}
+    assert rows["collections"]["stdlib"] and rows["collections"]["present"]
+    newest = max(pythons.known_pythons(), key=lambda v: int(v[2:]))
+    if newest == HERE:
+        assert "nosuchmodule_x, absent from this environment" in report["verdict"]["reason"]
+
+
+# ---- failures ----
+
+def test_json_even_when_the_pickle_cannot_be_read(capsys, tmp_path):
+    code = predict.main(["--check", "--json", "--model", str(tmp_path / "missing.pkl")])
+    assert code == 10 and json.loads(capsys.readouterr().out)["exit_code"] == 10
+    (tmp_path / "hello.pkl").write_bytes(b"hello world\n")
+    code = predict.main(["--check", "--json", "--model", str(tmp_path / "hello.pkl")])
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 11 and "not a readable pickle" in error and "object at" not in error
+
+
+def test_json_needs_check(capsys):
+    assert predict.main(["--json", "--model", "m.pkl"]) == 2
+
+
+def test_check_redacts_a_presigned_url(capsys, server, tmp_path):
+    with open(os.path.join(MODELS, f"model_3_{sys.version_info[1]}.pkl"), "rb") as handle:
+        url = server.route("/m.pkl", (200, handle.read()))
+    code, out = check(capsys, "--json", "--model", url + "?X-Amz-Signature=secret", "--output_dir", str(tmp_path))
+    assert code == 0 and "secret" not in out and json.loads(out)["pickle"].endswith("/m.pkl")
+
+
+def test_a_crafted_stack_of_marks_is_read_in_linear_time(capsys, tmp_path):
+    """80,000 MARKs closed one by one: rejected or read, but not in quadratic time (no timing: it finishes)."""
+    path = tmp_path / "marks.pkl"
+    path.write_bytes(b"(" * 80000 + b"l" * 80000 + b".")
+    assert check(capsys, "--model", str(path))[0] in (0, 11)
+
+
+# ---- unsafe references that hide behind safe names ----
+
+class Reduce:
+    """An object pickling as ``func(*args)``: building the pickle never calls func."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+    def __call__(self, *args):  # pickle wants a callable where a call's result is called
+        raise AssertionError("never called")
+
+
+def os_system_through_subimport():
+    from cloudpickle.cloudpickle import subimport
+
+    return Reduce(getattr, (Reduce(subimport, ("os",)), "system"))
+
+
+@pytest.mark.parametrize("wrap", ["partial", "map", "plain"])
+def test_getattr_of_an_imported_module_is_that_modules_global(tmp_path, wrap):
+    import functools
+    import pickle
+
+    system = os_system_through_subimport()
+    obj = {"partial": Reduce(Reduce(functools.partial, (system, "touch x")), ()),
+           "map": Reduce(list, (Reduce(map, (system, ["touch x"])),)),
+           "plain": system}[wrap]
+    path = tmp_path / "p.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    assert ("os", "system") in {(u.module, u.name) for u in inspect_pickle(str(path)).unsafe}
+
+
+def test_pickles_nested_in_torch_storages_are_scanned(tmp_path):
+    """torch.storage._load_from_bytes unpickles its bytes (weights_only=False): they are scanned too."""
+    inner = b"cos\nsystem\n(S'touch x'\ntR."
+    path = tmp_path / "t.pkl"
+    path.write_bytes(b"\x80\x03ctorch.storage\n_load_from_bytes\nC" + bytes([len(inner)]) + inner + b"\x85R.")
+    assert ("os", "system") in {(u.module, u.name) for u in inspect_pickle(str(path)).unsafe}
