@@ -26,10 +26,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from numerai_predict.round import environment_python
 
-from numerai_predict.round import environment_python  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODELS = os.path.join(ROOT, "tests", "models")
 DATA = ["--dataset", os.path.join(ROOT, "examples", "live.parquet"),
