@@ -35,7 +35,8 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
     from numerai_predict.validate import deliverable
 
     model_path = fetch_model(opts.model, opts.output_dir)
-    diagnosis = refuse_if_unfit(inspect_pickle(model_path), model_path, opts.allow_unsafe)
+    pickle_facts = inspect_pickle(model_path)
+    refuse_if_unfit(pickle_facts, model_path, opts.allow_unsafe)
     try:
         with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
                 ModelProcess(model_path, work, Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate),
@@ -48,7 +49,7 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
             # The child is untrusted: check its output again here, against the live ids.
             payload, count = deliverable(raw, features)
     except (PickleUnreadableError, MissingModuleError, ModelCrashedError) as exc:
-        raise with_verdict(exc, diagnosis) from None  # loading failures say where the pickle would run
+        raise with_verdict(exc, pickle_facts, model_path) from None  # loading failures say where the pickle would run
     log.info("Generated %d predictions", count)
     # The validated predictions' bytes, held here: written, then uploaded as they are (never re-read).
     csv_path = write_csv(payload, opts.output_dir)

@@ -240,28 +240,30 @@ def summary(diagnosis: dict[str, Any]) -> str:
     return f"doctor: {told}; {where}"
 
 
-def refuse_if_unfit(facts: PickleFacts, path: str, allow_unsafe: bool = False) -> dict[str, Any]:
-    """Before loading: refuse another Python's pickle (12) and unsafe references (16); returns the diagnosis."""
-    diagnosis = diagnose(path, facts, os.path.basename(path))
+def refuse_if_unfit(facts: PickleFacts, path: str, allow_unsafe: bool = False) -> None:
+    """Before loading: refuse another Python's pickle (12) and unsafe references (16).
+    On the run's path, only what decides that is computed; the full diagnosis (module
+    and version lookups) only for a message."""
     name = os.path.basename(path)
-    if diagnosis["unsafe"] and not allow_unsafe:
-        refs = "; ".join(f"{u['module']}.{u['name']} ({u['reason']})" for u in diagnosis["unsafe"])
+    unsafe = facts.unsafe
+    if unsafe and not allow_unsafe:
+        refs = "; ".join(f"{u.module}.{u.name} ({u.reason})" for u in unsafe)
         raise UnsafePickleError(f"{name} would call {refs} while loading, so it was not loaded")
-    if not diagnosis["python"]["fits_this"]:
-        made = diagnosis["python"]["made_with"]
+    known = known_pythons()
+    made, _ = made_with(facts, known)
+    if made is not None and here() not in made:
         told = "Python " + " or ".join(made) if made else "a Python none of the environments knows"
+        environment = diagnose(path, facts, name)["verdict"]["environment"] if made else None
         error = PickleVersionError(
             f"{name} holds code compiled by {told}, but this is Python {here()}",
-            advice=(f"Run it in the {diagnosis['verdict']['environment']} environment (or its image), "
+            advice=(f"Run it in the {environment} environment (or its image), "
                     f"or pickle it again with Python {here()}." if made else
-                    f"Pickle it again with one of {', '.join(diagnosis['python']['known'])}."))
-        error.pythons = tuple((int(a), int(b)) for a, b in (m.split(".") for m in made or []))
+                    f"Pickle it again with one of {', '.join(sorted(known, key=minor))}."))
+        error.pythons = tuple((int(a), int(b)) for a, b in (m.split(".") for m in made))
         raise error
-    return diagnosis
 
 
-def with_verdict(error: PredictError, diagnosis: dict[str, Any] | None) -> PredictError:
+def with_verdict(error: PredictError, facts: PickleFacts, path: str) -> PredictError:
     """A loading failure's message, with the doctor's verdict added."""
-    if diagnosis is not None:
-        error.message = f"{error.message} ({summary(diagnosis)})"
+    error.message = f"{error.message} ({summary(diagnose(path, facts, os.path.basename(path)))})"
     return error
