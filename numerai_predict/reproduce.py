@@ -123,7 +123,8 @@ def docker_command(reference: str, args: list[str], values: dict[str, str]) -> s
               values.get("--benchmarks", "v5.2/live_benchmark_models.parquet")]
     offline = all(os.path.isabs(value) for value in inputs)
     words = ["docker", "run", "-i", "--rm", *(["--network", "none"] if offline else [])]
-    volumes = [arg for folder, mode in sorted(mounts.items())
+    # In the order of the flags, never sorted: a sort would depend on where the clone is (/check vs /tmp)
+    volumes = [arg for folder, mode in mounts.items()
                for arg in ("-v", f"{folder}:{folder}" + (":ro" if mode == "ro" else ""))]
     return (f'{shlex.join(words)} --user "$(id -u):$(id -g)" {shlex.join(volumes)} '
             f"{shlex.join([reference, *args])}").replace("  ", " ")

@@ -121,7 +121,7 @@ def test_the_footer_fits_the_tool_and_the_image(monkeypatch, tmp_path):
                      f"--dataset {tmp_path}/live.parquet --benchmarks /b/bench.parquet --output_dir {tmp_path}/o "
                      "--cpus 2 --debug")
     assert docker.startswith('docker run -i --rm --network none --user "$(id -u):$(id -g)" '
-                             f"-v /b:/b:ro -v {tmp_path}:{tmp_path}:ro -v {tmp_path}/o:{tmp_path}/o "
+                             f"-v {tmp_path}:{tmp_path}:ro -v /b:/b:ro -v {tmp_path}/o:{tmp_path}/o "
                              f"numerai_predict_py_3_{HERE}:latest --model {tmp_path}/m.pkl")
     monkeypatch.setenv("NUMERAI_PREDICT_IMAGE_REPO", "ghcr.io/numerai")
     monkeypatch.setenv("GIT_REF", "0123abcd")
