@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NoReturn
 
 from numerai_predict.cli import DEFAULT_BENCHMARKS, DEFAULT_DATASET, dataset_path, is_url, parse_size, user_path
@@ -308,22 +309,50 @@ def predict_command(job: Job, python: str, report: str) -> list[str]:
     """predict.py's own command line for ``job`` (or the docker run of its image)."""
     flags = ["--timeout", f"{job.timeout:g}", "--max-memory", job.max_memory, "--cpus", "1"]
     flags += ["--no-isolation"] if not job.isolate else []
-    flags += ["--post_url", job.post_url, "--post_data", job.post_data] if job.post_url else []
     if not job.use_images:
+        flags += ["--post_url", job.post_url, "--post_data", job.post_data] if job.post_url else []
         return [python, PREDICT, "--model", job.model, "--dataset", job.features, "--benchmarks", job.benchmarks,
                 "--output_dir", job.folder, "--report", report, *flags]
-    minor = job.environment.removesuffix("-runtime")[3:]
-    image = f"numerai_predict_py_3_{minor}:latest"
-    data = os.path.dirname(job.features)
-    mounts = ["-v", f"{data}:/data:ro", "-v", f"{job.folder}:/out"]
-    model = job.model
-    if not is_url(model):
-        mounts += ["-v", f"{model}:/model/{os.path.basename(model)}:ro"]
-        model = f"/model/{os.path.basename(model)}"
-    return ["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", *mounts, image,
+    # In its image as Numerai runs it: no network at all (Docker's seccomp refuses predict.py's own
+    # namespaces, so the container's --network none is the model's isolation); the worker uploads.
+    data, model = os.path.dirname(job.features), f"/model/{os.path.basename(job.model)}"
+    return ["docker", "run", "--rm", "--name", container_name(job), "--network", "none", "--read-only",
+            "--tmpfs", "/tmp", "--user", f"{os.getuid()}:{os.getgid()}", "-v", f"{data}:/data:ro",
+            "-v", f"{job.folder}:/out", "-v", f"{job.model}:{model}:ro", image_of(job.environment),
             "--model", model, "--dataset", f"/data/{os.path.relpath(job.features, data)}",
             "--benchmarks", f"/data/{os.path.relpath(job.benchmarks, data)}", "--output_dir", "/out",
             "--report", "/out/report.json", *flags]
+
+
+def image_of(environment: str) -> str:
+    """The local image of a pixi environment (what `pixi run build-image ENV` tags)."""
+    minor = environment.removesuffix("-runtime")[3:]
+    return f"numerai_predict_py_3_{minor}:latest"
+
+
+@functools.cache
+def image_present(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+def container_name(job: Job) -> str:
+    return f"numerai-round-{job.id}-{os.getpid()}"
+
+
+def upload_from_worker(job: Job, outcome: Outcome) -> Outcome:
+    """--use-images: the CSV the model's container wrote, POSTed by this worker with predict.py's
+    own upload (same retries); a failed upload fails the model with predict.py's exit code."""
+    if not (job.post_url and outcome.status == "ok"):
+        return outcome
+    from numerai_predict.cli import parse_post_data
+    from numerai_predict.transfer import upload
+
+    try:
+        with open(outcome.csv, "rb") as handle:
+            upload(handle.read(), os.path.basename(outcome.csv), job.post_url, parse_post_data(job.post_data))
+    except PredictError as exc:
+        return replace(outcome, status="failed", exit_code=exc.exit_code, upload="failed", error=exc.one_line())
+    return replace(outcome, upload="uploaded")
 
 
 def die_with_parent() -> None:
@@ -360,11 +389,18 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             return earlier
         with contextlib.suppress(FileNotFoundError):
             os.remove(report_path)  # never read an earlier attempt's report as this one's
+        refused = pick_environment(job)
+        if refused is not None:
+            write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(refused), indent=1))
+            return refused
         python = "docker" if job.use_images else environment_python(job.environment)
         if python is None:
             return Outcome(job.id, "skipped", None, job.environment, error=f"environment {job.environment} is not "
                            "installed on this machine (pixi install -e ENV, or containers/pypi_env.py build ENV)",
                            round_failure=True)
+        if job.use_images and not image_present(image_of(job.environment)):
+            return Outcome(job.id, "skipped", None, job.environment, error=f"image {image_of(job.environment)} is "
+                           f"not on this machine (pixi run build-image {job.environment})", round_failure=True)
         command = predict_command(job, python, report_path)
         start = time.monotonic()
         with open(log_path, "wb") as output:
@@ -379,12 +415,16 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
             status, usage = wait(proc, (job.timeout or 600.0) + GRACE_SECONDS, cancelled)
+        if job.use_images and status < 0:  # the docker client was killed: its container is not
+            subprocess.run(["docker", "rm", "-f", container_name(job)], capture_output=True, check=False)
         seconds = time.monotonic() - start
         cpu_seconds = usage.ru_utime + usage.ru_stime if usage else 0.0
         outcome = outcome_from_report(job, read_json(report_path), seconds, cpu_seconds, status, log_path)
         if outcome.status == "ok" and outcome.csv and not os.path.exists(outcome.csv):
             outcome = Outcome(job.id, "failed", outcome.exit_code, job.environment, seconds,
                               error=f"predict.py reported {outcome.csv}, which does not exist", cpu_seconds=cpu_seconds)
+        if job.use_images:
+            outcome = upload_from_worker(job, outcome)
         write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
         return outcome
 
@@ -629,7 +669,7 @@ def fetch_data(settings: Settings) -> tuple[str, str]:
 
 
 def plan(settings: Settings, entries: list[Entry], features: str, benchmarks: str) -> tuple[list[Job], list[Outcome]]:
-    """Jobs to run, and the outcomes known without running (delivered before, or refused by the doctor)."""
+    """Jobs to run, and the outcomes known without running (delivered before)."""
     max_memory = settings.max_memory
     jobs, known = [], []
     for entry in entries:
@@ -640,34 +680,39 @@ def plan(settings: Settings, entries: list[Entry], features: str, benchmarks: st
             earlier.reused = True
             known.append(earlier)
             continue
-        environment = entry.environment
-        if not environment:
-            verdict, code, reason = doctor_environment(entry, folder)
-            if code or not verdict:
-                outcome = Outcome(entry.id, "skipped", code, verdict or "", error=reason)
-                write_atomic(os.path.join(folder, STATE), json.dumps(asdict(outcome), indent=1))
-                known.append(outcome)
-                continue
-            environment = verdict
-        jobs.append(Job(entry.id, entry.model, environment, folder, features, benchmarks, entry.post_url,
+        # No environment: the doctor picks it in the worker (on Ray, on the node), never serially here.
+        jobs.append(Job(entry.id, entry.model, entry.environment, folder, features, benchmarks, entry.post_url,
                         entry.post_data, settings.timeout, max_memory, settings.isolate, settings.use_images,
                         die_with_parent=bool(settings.ray)))
     return jobs, known
 
 
-def doctor_environment(entry: Entry, folder: str) -> tuple[str | None, int, str]:
-    """The doctor's verdict; a URL's pickle is downloaded into the model's folder to be read."""
-    path = entry.model
-    if is_url(path):
-        from numerai_predict.transfer import download_model
+def local_model(job: Job) -> Outcome | None:
+    """A URL's pickle downloaded into the model's folder (read by the doctor, mounted into an image,
+    run by predict.py: one download); a skipped Outcome when it cannot be had."""
+    if not is_url(job.model):
+        return None if os.path.isfile(job.model) else Outcome(
+            job.id, "skipped", 10, job.environment, error=f"model {job.model} is not an existing file")
+    from numerai_predict.transfer import download_model
 
-        try:
-            path = download_model(path, folder)
-        except PredictError as exc:
-            return None, exc.exit_code, exc.one_line()
-    elif not os.path.isfile(path):
-        return None, 10, f"model {path} is not an existing file"
-    return choose_environment(path)
+    try:
+        job.model = download_model(job.model, job.folder)
+    except PredictError as exc:
+        return Outcome(job.id, "skipped", exc.exit_code, job.environment, error=exc.one_line())
+    return None
+
+
+def pick_environment(job: Job) -> Outcome | None:
+    """The job's environment, the doctor's verdict when the manifest gives none; a skipped Outcome
+    (with predict.py's exit code) when no environment can run the pickle or it is unsafe."""
+    refused = local_model(job) if job.use_images or not job.environment else None
+    if refused is not None or job.environment:
+        return refused
+    verdict, code, reason = choose_environment(job.model)
+    if code or not verdict:
+        return Outcome(job.id, "skipped", code, verdict or "", error=reason)
+    job.environment = verdict
+    return None
 
 
 def progress_bar(total: int, enabled: bool) -> Callable[[Outcome], None]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 import model_zoo
 import numerai_data
@@ -10,6 +13,8 @@ import pytest
 from servers import ScriptedServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGE_ENV, IMAGE = "py311", "numerai_predict_py_3_11:latest"
+DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +69,14 @@ def out_dir(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="session")
+def py311_image():
+    """The py311 image as `build-image` makes it (built now when absent)."""
+    if subprocess.run([DOCKER, "image", "inspect", IMAGE], capture_output=True).returncode != 0:
+        twin = os.environ.get("PYPI_TWIN") or not shutil.which("pixi")
+        build = ([sys.executable if sys.version_info >= (3, 11) else "python3",
+                  os.path.join(ROOT, "containers", "pypi_env.py")] if twin else ["pixi"])
+        subprocess.run([*build, "run", "build-image", IMAGE_ENV], cwd=ROOT, check=True)
+    return IMAGE

@@ -32,19 +32,16 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import uuid
 
 import pytest
+from conftest import DOCKER
 from servers import ScriptedServer, presigner, start_moto
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 SITE = os.path.join(ROOT, "tests", "readme_site")
-IMAGE_ENV = "py311"
-IMAGE = "numerai_predict_py_3_11:latest"
-DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
 
 pytestmark = pytest.mark.slow
 
@@ -169,14 +166,8 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def image():
-    """The py311 image as `build-image` makes it (built now when absent)."""
-    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        twin = os.environ.get("PYPI_TWIN") or not shutil.which("pixi")
-        build = ([sys.executable if sys.version_info >= (3, 11) else "python3",
-                  os.path.join(ROOT, "containers", "pypi_env.py")] if twin else ["pixi"])
-        subprocess.run([*build, "run", "build-image", IMAGE_ENV], cwd=ROOT, check=True)
-    return IMAGE
+def image(py311_image):
+    return py311_image
 
 
 @pytest.fixture(scope="module")

@@ -292,6 +292,48 @@ def test_resume_after_the_driver_is_killed(tmp_path, api, s3):
     assert len(gets) == 2 and gets[1].get("If-None-Match") == '"features-1"'  # the second run: 304, copy kept
 
 
+def test_an_image_job_runs_offline_and_read_only(tmp_path):
+    """--use-images: the container has no network and a read-only root; the presigned POST stays outside."""
+    job = rnd.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), str(tmp_path / "d" / "live.parquet"),
+                  str(tmp_path / "d" / "bench.parquet"), "https://s3.example/up", "key=k&policy=p", use_images=True)
+    command = rnd.predict_command(job, "docker", "unused")
+    assert command[command.index("--network") + 1] == "none" and "--read-only" in command
+    assert "numerai_predict_py_3_12:latest" in command and "--post_url" not in command and "key=k" not in str(command)
+    assert f"{tmp_path}/m.pkl:/model/m.pkl:ro" in command and f"{tmp_path}/d:/data:ro" in command
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the py311 image runs the round's own 3.11 pickles")
+def test_round_in_images(tmp_path, api, s3, py311_image):
+    """--use-images: each model in its image, offline; a URL's pickle fetched once by the worker; the
+    worker uploads each delivered CSV once, byte-identical; failures keep their exit codes."""
+    raises = tmp_path / "raises.pkl"
+    raises.write_bytes(model_zoo.dumps(model_zoo.raises))
+    with open(os.path.join(MODELS, "model_3_11_legacy.pkl"), "rb") as handle:
+        api.route("/models/legacy.pkl", (200, handle.read()))
+    rows = [["local", os.path.join(MODELS, "model_3_11.pkl"), *presigned(s3[1], "round/local.csv"), ""],
+            ["url", api.url + "/models/legacy.pkl?X-Amz-Signature=s", *presigned(s3[1], "round/url.csv"), ""],
+            ["raises", str(raises), "", "", ""],
+            ["wrong_python", os.path.join(MODELS, "model_3_13.pkl"), "", "", "py311"]]
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    s3[1].requests.clear()
+    out = tmp_path / "out"
+    code, err = finish(driver(manifest, out, api, "--use-images", "--workers", "2", "--timeout", "60"))
+    assert code == 0, err
+    rows, details = report(out)
+    check_outcomes(rows, {"local": ("ok", 0, "py311"), "url": ("ok", 0, "py311"), "raises": ("failed", 30, "py311"),
+                          "wrong_python": ("failed", 12, "py311")}, out)
+    check_uploads(s3, rows, ["local", "url"])
+    assert api.count("GET", "/models/legacy.pkl") == 1  # read by the doctor and mounted: one download
+    for ident in ("local", "url"):
+        assert os.stat(rows[ident]["csv"]).st_uid == os.getuid()
+        with open(out / ident / "report.json") as handle:
+            assert json.load(handle)["python"] == "3.11"  # predict.py in the image wrote it
+    leftover = subprocess.run([os.environ.get("DOCKER", "docker"), "ps", "-aq", "--filter", "name=numerai-round-"],
+                              capture_output=True, text=True).stdout
+    assert leftover == ""
+
+
 # ---- Ray: a real two-node cluster on 127.0.0.1 -------------------------------
 
 
