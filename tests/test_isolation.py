@@ -31,6 +31,19 @@ def kernel():
     return json.loads(result.stdout)
 
 
+@pytest.fixture(params=["children-files", "proc-scan"])
+def process_view(request, monkeypatch):
+    """The watchdog's two ways to find the model's processes: walking /proc/PID/task/TID/children,
+    or scanning all of /proc (kernels without CONFIG_PROC_CHILDREN)."""
+    from numerai_predict import isolation
+
+    if request.param == "children-files":
+        assert isolation.has_children_files(), "this kernel has no /proc children files"
+    else:
+        monkeypatch.setattr(isolation, "has_children_files", lambda: False)
+    return request.param
+
+
 def needs_namespaces(kernel):
     if not kernel["network"].startswith("none"):
         pytest.skip(f"network namespaces unavailable here: {kernel['network']}")
@@ -49,7 +62,7 @@ def alive(pid):
 
 
 @pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "no-isolation"])
-def test_detached_grandchild_cannot_touch_the_csv(capfd, live_files, pickle_of, out_dir, isolation):
+def test_detached_grandchild_cannot_touch_the_csv(capfd, live_files, pickle_of, out_dir, isolation, process_view):
     """A setsid()+double-fork grandchild overwriting the CSV is dead before the CSV is written."""
     model = pickle_of(hostile_models.rewrites_csv(str(out_dir)))
     code, err = run(capfd, "--model", model, *local_data(live_files), "--output_dir", out_dir, *isolation)
@@ -61,7 +74,7 @@ def test_detached_grandchild_cannot_touch_the_csv(capfd, live_files, pickle_of, 
     assert len(read_predictions(out_dir)) == len(live_files["ids"])
 
 
-def test_timeout_ends_the_whole_tree(capfd, live_files, pickle_of, out_dir):
+def test_timeout_ends_the_whole_tree(capfd, live_files, pickle_of, out_dir, process_view):
     """--timeout counts the model's loading too: on a loaded machine 3 s may end it before it started its
     grandchild, so the run is repeated with a longer timeout until the grandchild existed (once, normally)."""
     model = pickle_of(hostile_models.sleeps_with_grandchild)
@@ -94,7 +107,8 @@ def test_cpus_limits_what_the_model_runs_on(capfd, live_files, pickle_of, out_di
 
 
 @pytest.mark.parametrize(("here", "in_child"), [(600, 0), (200, 200)], ids=["one-process", "two-processes"])
-def test_memory_over_the_limit_stops_the_model(capfd, live_files, pickle_of, out_dir, tmp_path, here, in_child):
+def test_memory_over_the_limit_stops_the_model(capfd, live_files, pickle_of, out_dir, tmp_path, here, in_child,
+                                               process_view):
     """The processes' memory counts together; going over --max-memory is exit 33 with the peak."""
     report = tmp_path / "report.json"
     code, err = run(capfd, "--model", pickle_of(hostile_models.allocates(here, in_child)), *local_data(live_files),
