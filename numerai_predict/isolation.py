@@ -332,6 +332,7 @@ class Watchdog:
     def kill(self) -> None:
         """SIGKILL every process of the tree until none is left; reap the orphans."""
         with self.lock:
+            empty = 0
             for _ in range(100):
                 table = self.table()
                 alive = [pid for pid, (_, state) in table.items() if state not in "ZX"]
@@ -341,9 +342,13 @@ class Watchdog:
                     except ProcessLookupError:
                         pass
                 self.reap(table)
-                if not alive:
+                # Twice empty: a process re-parented to the runner while one walk read the runner's
+                # children and then its dying parent's is in neither list, but in the next walk.
+                empty = 0 if alive else empty + 1
+                if empty == 2:
                     return
-                time.sleep(0.01)
+                if alive:
+                    time.sleep(0.01)
 
     def reap(self, table: dict[int, tuple[int, str]]) -> None:
         """Collect the orphans that became the runner's children (never the root: Popen waits for it)."""

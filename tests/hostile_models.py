@@ -63,8 +63,9 @@ def sleeps_with_grandchild(live_features):
     time.sleep(60)
 
 
-def allocates(mib_here, mib_in_child=0):
-    """Touch ``mib_here`` MiB, and ``mib_in_child`` in a forked child, and hold them."""
+def allocates(mib_here, mib_in_child=0, fork_in_thread=False):
+    """Touch ``mib_here`` MiB, and ``mib_in_child`` in a forked child (forked by a second thread that
+    stays alive: the child is listed under that thread only), and hold them."""
     def hold(mib):
         blocks = []
         for _ in range(mib // 50):
@@ -72,10 +73,18 @@ def allocates(mib_here, mib_in_child=0):
         time.sleep(30)
         return blocks
 
-    def predict(live_features):
-        if mib_in_child and os.fork() == 0:
+    def fork_child():
+        if os.fork() == 0:
             hold(mib_in_child)
             os._exit(0)
+
+    def predict(live_features):
+        if mib_in_child and fork_in_thread:
+            import threading
+
+            threading.Thread(target=lambda: (fork_child(), time.sleep(60)), daemon=True).start()
+        elif mib_in_child:
+            fork_child()
         hold(mib_here)
         return answer(live_features, 0.5)
     return predict

@@ -106,12 +106,14 @@ def test_cpus_limits_what_the_model_runs_on(capfd, live_files, pickle_of, out_di
     assert ((read_predictions(out_dir)["prediction"] * 1000).round() == here).all()
 
 
-@pytest.mark.parametrize(("here", "in_child"), [(600, 0), (200, 200)], ids=["one-process", "two-processes"])
+@pytest.mark.parametrize(("here", "in_child", "in_thread"), [(600, 0, False), (200, 200, False), (200, 200, True)],
+                         ids=["one-process", "two-processes", "forked-by-a-thread"])
 def test_memory_over_the_limit_stops_the_model(capfd, live_files, pickle_of, out_dir, tmp_path, here, in_child,
-                                               process_view):
+                                               in_thread, process_view):
     """The processes' memory counts together; going over --max-memory is exit 33 with the peak."""
     report = tmp_path / "report.json"
-    code, err = run(capfd, "--model", pickle_of(hostile_models.allocates(here, in_child)), *local_data(live_files),
+    model = pickle_of(hostile_models.allocates(here, in_child, in_thread))
+    code, err = run(capfd, "--model", model, *local_data(live_files),
                     "--output_dir", out_dir, "--max-memory", "300m", "--report", report)
     assert code == errors.ModelMemoryError.exit_code, err
     assert "over --max-memory 300 MiB; they were stopped" in err
