@@ -41,7 +41,7 @@ import argparse
 import contextlib
 import csv
 import fcntl
-import functools
+import hashlib
 import json
 import logging
 import os
@@ -70,6 +70,8 @@ DATA_FOLDER = ".round-data"
 STATE = "round-state.json"
 #: predict.py's transfers (6 x 40 s at most) and start-up, on top of the model's --timeout.
 GRACE_SECONDS = 300.0
+CONTAINER_ROOM = 512 << 20  # --use-images: the container's memory beyond --max-memory (the runner's own)
+IMAGES_SEEN: set[str] = set()
 
 EXIT_OK, EXIT_USAGE, EXIT_MANIFEST, EXIT_BACKEND, EXIT_UNRUN, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 6, 130
 
@@ -299,14 +301,16 @@ def outcome_from_report(job: Job, report: dict[str, Any] | None, seconds: float,
     csv_path = str(report.get("predictions_csv") or "")
     if job.use_images and csv_path.startswith("/out/"):
         csv_path = os.path.join(job.folder, csv_path[len("/out/"):])
-    upload = ("uploaded" if code == 0 else "failed" if code in (60, 61) else "") if job.post_url else ""
+    # In an image the worker uploads (upload_from_worker): nothing is claimed before it has.
+    upload = ("uploaded" if code == 0 else "failed" if code in (60, 61) else "") if job.post_url and not \
+        job.use_images else ""
     return Outcome(job.id, "ok" if code == 0 else "failed", code, job.environment, seconds,
                    peak / 2 ** 20 if isinstance(peak, (int, float)) else None, csv_path, upload,
                    str(report.get("error") or ""), cpu)
 
 
-def predict_command(job: Job, python: str, report: str) -> list[str]:
-    """predict.py's own command line for ``job`` (or the docker run of its image)."""
+def predict_command(job: Job, python: str, report: str, cpu: int | None = None) -> list[str]:
+    """predict.py's own command line for ``job`` (or the docker run of its image, on ``cpu``)."""
     flags = ["--timeout", f"{job.timeout:g}", "--max-memory", job.max_memory, "--cpus", "1"]
     flags += ["--no-isolation"] if not job.isolate else []
     if not job.use_images:
@@ -315,13 +319,20 @@ def predict_command(job: Job, python: str, report: str) -> list[str]:
                 "--output_dir", job.folder, "--report", report, *flags]
     # In its image as Numerai runs it: no network at all (Docker's seccomp refuses predict.py's own
     # namespaces, so the container's --network none is the model's isolation); the worker uploads.
-    data, model = os.path.dirname(job.features), f"/model/{os.path.basename(job.model)}"
+    # The container's own limits back predict.py's up: its memory (files in /tmp included) with room
+    # for the runner, so predict.py's watchdog speaks first; its CPU; no capabilities.
+    model = f"/model/{os.path.basename(job.model)}"
+    features = f"/data/features/{os.path.basename(job.features)}"
+    benchmarks = f"/data/benchmarks/{os.path.basename(job.benchmarks)}"
+    memory = parse_size(job.max_memory, "--max-memory")
+    limits = ["--memory", str(memory + CONTAINER_ROOM)] if memory else []
+    limits += ["--cpuset-cpus", str(cpu)] if cpu is not None else []
     return ["docker", "run", "--rm", "--name", container_name(job), "--network", "none", "--read-only",
-            "--tmpfs", "/tmp", "--user", f"{os.getuid()}:{os.getgid()}", "-v", f"{data}:/data:ro",
-            "-v", f"{job.folder}:/out", "-v", f"{job.model}:{model}:ro", image_of(job.environment),
-            "--model", model, "--dataset", f"/data/{os.path.relpath(job.features, data)}",
-            "--benchmarks", f"/data/{os.path.relpath(job.benchmarks, data)}", "--output_dir", "/out",
-            "--report", "/out/report.json", *flags]
+            "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "1024",
+            *limits, "--user", f"{os.getuid()}:{os.getgid()}", "-v", f"{job.features}:{features}:ro",
+            "-v", f"{job.benchmarks}:{benchmarks}:ro", "-v", f"{job.folder}:/out", "-v", f"{job.model}:{model}:ro",
+            image_of(job.environment), "--model", model, "--dataset", features, "--benchmarks", benchmarks,
+            "--output_dir", "/out", "--report", "/out/report.json", *flags]
 
 
 def image_of(environment: str) -> str:
@@ -330,13 +341,30 @@ def image_of(environment: str) -> str:
     return f"numerai_predict_py_3_{minor}:latest"
 
 
-@functools.cache
-def image_present(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+def image_problem(image: str) -> str | None:
+    """Why ``image`` cannot run on this machine (or node), or None; a present image is remembered."""
+    if image in IMAGES_SEEN:
+        return None
+    try:
+        found = subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    except OSError as exc:
+        return f"docker cannot run here: {exc.strerror or exc}"
+    if not found:
+        environment = "py3" + image.split("_py_3_")[1].split(":")[0]
+        return f"image {image} is not on this machine (pixi run build-image {environment})"
+    IMAGES_SEEN.add(image)
+    return None
 
 
 def container_name(job: Job) -> str:
-    return f"numerai-round-{job.id}-{os.getpid()}"
+    """The same for every attempt at this model in this round folder, so a retry can remove the
+    container an earlier, lost worker left running."""
+    return f"numerai-round-{job.id}-{hashlib.sha256(job.folder.encode()).hexdigest()[:10]}"
+
+
+def remove_container(job: Job) -> None:
+    with contextlib.suppress(OSError):
+        subprocess.run(["docker", "rm", "-f", container_name(job)], capture_output=True, check=False)
 
 
 def upload_from_worker(job: Job, outcome: Outcome) -> Outcome:
@@ -379,11 +407,9 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
     report_path = os.path.join(job.folder, "report.json")
     log_path = os.path.join(job.folder, "predict.log")
     with locked(job.folder) as lock:
-        earlier = delivered_state(job.folder)
-        if earlier is None:  # a run whose driver died before it recorded the state
-            report = read_json(report_path)
-            if report and report.get("exit_code") == 0 and report.get("predictions_csv"):
-                earlier = outcome_from_report(job, report, float(report.get("seconds") or 0), 0.0, 0, log_path)
+        if job.use_images:
+            remove_container(job)  # left running by a worker that died: its lock went with it, not the container
+        earlier = delivered_state(job.folder) or finished_before(job, report_path, log_path)
         if earlier is not None:
             earlier.reused = True
             return earlier
@@ -398,10 +424,10 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             return Outcome(job.id, "skipped", None, job.environment, error=f"environment {job.environment} is not "
                            "installed on this machine (pixi install -e ENV, or containers/pypi_env.py build ENV)",
                            round_failure=True)
-        if job.use_images and not image_present(image_of(job.environment)):
-            return Outcome(job.id, "skipped", None, job.environment, error=f"image {image_of(job.environment)} is "
-                           f"not on this machine (pixi run build-image {job.environment})", round_failure=True)
-        command = predict_command(job, python, report_path)
+        problem = image_problem(image_of(job.environment)) if job.use_images else None
+        if problem:
+            return Outcome(job.id, "skipped", None, job.environment, error=problem, round_failure=True)
+        command = predict_command(job, python, report_path, cpu)
         start = time.monotonic()
         with open(log_path, "wb") as output:
             try:
@@ -416,7 +442,7 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
                     os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
             status, usage = wait(proc, (job.timeout or 600.0) + GRACE_SECONDS, cancelled)
         if job.use_images and status < 0:  # the docker client was killed: its container is not
-            subprocess.run(["docker", "rm", "-f", container_name(job)], capture_output=True, check=False)
+            remove_container(job)
         seconds = time.monotonic() - start
         cpu_seconds = usage.ru_utime + usage.ru_stime if usage else 0.0
         outcome = outcome_from_report(job, read_json(report_path), seconds, cpu_seconds, status, log_path)
@@ -427,6 +453,19 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             outcome = upload_from_worker(job, outcome)
         write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
         return outcome
+
+
+def finished_before(job: Job, report_path: str, log_path: str) -> Outcome | None:
+    """A run that delivered its CSV but whose worker died before recording it; in an image, the
+    upload (the worker's part) is done now: the same bytes, so a second POST stores the same object."""
+    report = read_json(report_path)
+    if not (report and report.get("exit_code") == 0 and report.get("predictions_csv")):
+        return None
+    outcome = outcome_from_report(job, report, float(report.get("seconds") or 0), 0.0, 0, log_path)
+    if job.use_images:
+        outcome = upload_from_worker(job, outcome)
+        write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
+    return outcome
 
 
 def wait(proc: subprocess.Popen[bytes], limit: float, cancelled: threading.Event | None) -> tuple[int, Any]:

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from numerai_data import live_features
 
-from numerai_predict.errors import PredictionsIndexError, PredictionsRangeError
+from numerai_predict.errors import PredictionsIndexError, PredictionsNaNError, PredictionsRangeError
 from numerai_predict.validate import arrow_deliverable, deliverable, validate_predictions
 
 
@@ -62,12 +62,15 @@ def test_anything_else_goes_through_pandas(tmp_path, change):
     assert count == 50 and payload == validate_predictions(predictions, features.index).to_csv().encode()
 
 
-@pytest.mark.parametrize("change, error", [("outside", PredictionsRangeError), ("missing", PredictionsIndexError)])
+@pytest.mark.parametrize("change, error", [("outside", PredictionsRangeError), ("missing", PredictionsIndexError),
+                                           ("nan", PredictionsNaNError)])
 def test_wrong_predictions_raise_pandas_errors(tmp_path, change, error):
     features = live_features(rows=50, seed=5)
     predictions = pd.DataFrame({"prediction": np.linspace(0, 1, 50)}, index=features.index.rename("id"))
     if change == "outside":
         predictions.iloc[0, 0] = 1.5
+    elif change == "nan":
+        predictions.iloc[3, 0] = float("nan")
     else:
         predictions = predictions.iloc[1:]
     raw, live = files(tmp_path, predictions, features)

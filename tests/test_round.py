@@ -292,14 +292,46 @@ def test_resume_after_the_driver_is_killed(tmp_path, api, s3):
     assert len(gets) == 2 and gets[1].get("If-None-Match") == '"features-1"'  # the second run: 304, copy kept
 
 
-def test_an_image_job_runs_offline_and_read_only(tmp_path):
-    """--use-images: the container has no network and a read-only root; the presigned POST stays outside."""
+def test_an_image_job_runs_offline_read_only_and_limited(tmp_path):
+    """--use-images: no network, a read-only root, no capabilities, its memory and CPU; the presigned
+    POST stays outside; each data file mounted on its own (they may live in different folders)."""
     job = rnd.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), str(tmp_path / "d" / "live.parquet"),
-                  str(tmp_path / "d" / "bench.parquet"), "https://s3.example/up", "key=k&policy=p", use_images=True)
-    command = rnd.predict_command(job, "docker", "unused")
-    assert command[command.index("--network") + 1] == "none" and "--read-only" in command
-    assert "numerai_predict_py_3_12:latest" in command and "--post_url" not in command and "key=k" not in str(command)
-    assert f"{tmp_path}/m.pkl:/model/m.pkl:ro" in command and f"{tmp_path}/d:/data:ro" in command
+                  str(tmp_path / "e" / "bench.parquet"), "https://s3.example/up", "key=k&policy=p", max_memory="2g",
+                  use_images=True)
+    command = rnd.predict_command(job, "docker", "unused", cpu=1)
+    value = {flag: command[command.index(flag) + 1] for flag in ("--network", "--memory", "--cpuset-cpus",
+                                                                 "--cap-drop", "--dataset", "--benchmarks")}
+    assert value == {"--network": "none", "--memory": str((2 << 30) + rnd.CONTAINER_ROOM), "--cpuset-cpus": "1",
+                     "--cap-drop": "ALL", "--dataset": "/data/features/live.parquet",
+                     "--benchmarks": "/data/benchmarks/bench.parquet"}
+    assert "--read-only" in command and "numerai_predict_py_3_12:latest" in command
+    assert "--post_url" not in command and "key=k" not in str(command)
+    for mount in (f"{tmp_path}/m.pkl:/model/m.pkl:ro", f"{tmp_path}/d/live.parquet:/data/features/live.parquet:ro",
+                  f"{tmp_path}/e/bench.parquet:/data/benchmarks/bench.parquet:ro", f"{tmp_path}/m:/out"):
+        assert mount in command
+    assert rnd.container_name(job) == rnd.container_name(rnd.Job(**{**job.__dict__, "environment": "py311"}))
+
+
+@pytest.mark.parametrize("status, expected", [(204, ("ok", 0, "uploaded")), (403, ("failed", 60, "failed"))])
+def test_the_worker_uploads_an_images_csv(tmp_path, server, status, expected):
+    """--use-images: the worker POSTs the container's CSV; a rejected upload fails the model with 60."""
+    csv_path = tmp_path / "live_predictions.csv"
+    csv_path.write_bytes(b"id,prediction\na,0.5\n")
+    server.route("/up", (status, b"<Error><Code>AccessDenied</Code></Error>" if status == 403 else b""))
+    job = rnd.Job("m", "m.pkl", "py311", str(tmp_path), "f", "b", server.url + "/up", "key=k.csv", use_images=True)
+    outcome = rnd.upload_from_worker(job, rnd.Outcome("m", "ok", 0, "py311", csv=str(csv_path)))
+    assert (outcome.status, outcome.exit_code, outcome.upload) == expected
+    assert server.count("POST", "/up") == 1 and b"id,prediction\na,0.5\n" in server.requests[0][3]
+
+
+def test_an_image_not_built_is_a_round_failure(tmp_path):
+    """No image for the environment (or no docker): skipped, and the round's exit 5, never a pull."""
+    model = tmp_path / "m.pkl"
+    model.write_bytes(model_zoo.dumps(model_zoo.raises))
+    job = rnd.Job("m", str(model), "py39", str(tmp_path / "m"), "f", "b", use_images=True)
+    outcome = rnd.run_model(job)
+    assert (outcome.status, outcome.exit_code, outcome.round_failure) == ("skipped", None, True)
+    assert "numerai_predict_py_3_9:latest is not on this machine" in outcome.error or "docker" in outcome.error
 
 
 @pytest.mark.slow
