@@ -324,6 +324,24 @@ def test_the_worker_uploads_an_images_csv(tmp_path, server, status, expected):
     assert server.count("POST", "/up") == 1 and b"id,prediction\na,0.5\n" in server.requests[0][3]
 
 
+def test_resume_uploads_what_a_lost_image_worker_delivered(tmp_path, server):
+    """The container wrote its CSV and report, the worker died before uploading: the next run
+    does not rerun the model, and uploads that CSV, once."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "live_predictions-1.csv").write_bytes(b"id,prediction\na,0.5\n")
+    (folder / "report.json").write_text(json.dumps({"exit_code": 0, "predictions_csv": "/out/live_predictions-1.csv",
+                                                    "seconds": 3.0}))
+    server.route("/up", (204, b""))
+    job = rnd.Job("m", str(tmp_path / "absent.pkl"), "py311", str(folder), "f", "b", server.url + "/up", "key=k.csv",
+                  use_images=True)
+    outcome = rnd.run_model(job)
+    assert (outcome.status, outcome.upload, outcome.reused) == ("ok", "uploaded", True)
+    assert outcome.csv == str(folder / "live_predictions-1.csv") and server.count("POST", "/up") == 1
+    again = rnd.run_model(job)  # recorded now: neither rerun nor uploaded again
+    assert again.reused and server.count("POST", "/up") == 1
+
+
 def test_an_image_not_built_is_a_round_failure(tmp_path):
     """No image for the environment (or no docker): skipped, and the round's exit 5, never a pull."""
     model = tmp_path / "m.pkl"
