@@ -5,7 +5,8 @@
 
 The models: the committed pickles of the four Pythons (tests/models/, 8) and four more
 copies, each run on the bundled live-shaped data (examples/). First each model by
-predict.py alone, one after another (the floor), then the same 12 as a round. Prints, per
+predict.py alone, one after another, pinned to one CPU as the round pins them (the
+floor), then the same 12 as a round. Prints, per
 setting, the wall time, wall and CPU-seconds per model, and the ratios against the floor:
 CPU-seconds per model (the round's own cost per model) and, for 1 worker, wall time
 per model. ``--ray local`` starts a two-node cluster of 1 CPU each on 127.0.0.1 and stops it.
@@ -61,7 +62,9 @@ def alone(work: str) -> tuple[float, float]:
         os.makedirs(out)
         python = environment_python(env)
         assert python, f"environment {env} is not installed"
-        w, c, code = timed([python, os.path.join(ROOT, "predict.py"), "--model", path, *DATA, "--output_dir", out])
+        # pinned to one CPU as the round pins each of its predict.py: the same machine for both
+        w, c, code = timed([python, os.path.join(ROOT, "predict.py"), "--model", path, *DATA, "--output_dir", out],
+                           preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
         assert code == 0, (ident, code)
         wall, cpu = wall + w, cpu + c
     return wall, cpu
