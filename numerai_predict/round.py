@@ -461,6 +461,8 @@ def finished_before(job: Job, report_path: str, log_path: str) -> Outcome | None
     report = read_json(report_path)
     if not (report and report.get("exit_code") == 0 and report.get("predictions_csv")):
         return None
+    if not job.environment and isinstance(report.get("python"), str):  # the doctor's pick, as it ran
+        job.environment = "py" + report["python"].replace(".", "")
     outcome = outcome_from_report(job, report, float(report.get("seconds") or 0), 0.0, 0, log_path)
     if job.use_images:
         outcome = upload_from_worker(job, outcome)

@@ -342,6 +342,18 @@ def test_resume_uploads_what_a_lost_image_worker_delivered(tmp_path, server):
     assert again.reused and server.count("POST", "/up") == 1
 
 
+def test_resume_names_the_environment_the_doctor_picked(tmp_path):
+    """A model delivered before the driver died, with no environment in the manifest: its row keeps
+    the environment it ran in (from predict.py's report), not an empty one."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "live_predictions-1.csv").write_bytes(b"id,prediction\na,0.5\n")
+    (folder / "report.json").write_text(json.dumps({"exit_code": 0, "python": "3.12", "seconds": 2.0,
+                                                    "predictions_csv": str(folder / "live_predictions-1.csv")}))
+    outcome = rnd.run_model(rnd.Job("m", str(tmp_path / "m.pkl"), "", str(folder), "f", "b"))
+    assert (outcome.status, outcome.environment, outcome.reused) == ("ok", "py312", True)
+
+
 def test_an_image_not_built_is_a_round_failure(tmp_path):
     """No image for the environment (or no docker): skipped, and the round's exit 5, never a pull."""
     model = tmp_path / "m.pkl"
