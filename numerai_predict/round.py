@@ -301,9 +301,9 @@ def outcome_from_report(job: Job, report: dict[str, Any] | None, seconds: float,
     csv_path = str(report.get("predictions_csv") or "")
     if job.use_images and csv_path.startswith("/out/"):
         csv_path = os.path.join(job.folder, csv_path[len("/out/"):])
-    # In an image the worker uploads (upload_from_worker): nothing is claimed before it has.
-    upload = ("uploaded" if code == 0 else "failed" if code in (60, 61) else "") if job.post_url and not \
-        job.use_images else ""
+    upload = ""
+    if job.post_url and not job.use_images:  # in an image the worker uploads (upload_from_worker)
+        upload = "uploaded" if code == 0 else "failed" if code in (60, 61) else ""
     return Outcome(job.id, "ok" if code == 0 else "failed", code, job.environment, seconds,
                    peak / 2 ** 20 if isinstance(peak, (int, float)) else None, csv_path, upload,
                    str(report.get("error") or ""), cpu)
@@ -341,8 +341,9 @@ def image_of(environment: str) -> str:
     return f"numerai_predict_py_3_{minor}:latest"
 
 
-def image_problem(image: str) -> str | None:
-    """Why ``image`` cannot run on this machine (or node), or None; a present image is remembered."""
+def image_problem(environment: str) -> str | None:
+    """Why ``environment``'s image cannot run on this machine (or node), or None; a present image is remembered."""
+    image = image_of(environment)
     if image in IMAGES_SEEN:
         return None
     try:
@@ -350,7 +351,6 @@ def image_problem(image: str) -> str | None:
     except OSError as exc:
         return f"docker cannot run here: {exc.strerror or exc}"
     if not found:
-        environment = "py3" + image.split("_py_3_")[1].split(":")[0]
         return f"image {image} is not on this machine (pixi run build-image {environment})"
     IMAGES_SEEN.add(image)
     return None
@@ -424,7 +424,7 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             return Outcome(job.id, "skipped", None, job.environment, error=f"environment {job.environment} is not "
                            "installed on this machine (pixi install -e ENV, or containers/pypi_env.py build ENV)",
                            round_failure=True)
-        problem = image_problem(image_of(job.environment)) if job.use_images else None
+        problem = image_problem(job.environment) if job.use_images else None
         if problem:
             return Outcome(job.id, "skipped", None, job.environment, error=problem, round_failure=True)
         command = predict_command(job, python, report_path, cpu)

@@ -166,12 +166,7 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def image(py311_image):
-    return py311_image
-
-
-@pytest.fixture(scope="module")
-def image_with_api(image, tmp_path_factory):
+def image_with_api(py311_image, tmp_path_factory):
     """The image plus a fake Numerai API inside its own process (its containers reach no other)."""
     payload = tmp_path_factory.mktemp("payload")
     shutil.copy(os.path.join(SITE, "sitecustomize.py"), payload)
@@ -180,7 +175,7 @@ def image_with_api(image, tmp_path_factory):
     for path in [payload, *payload.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     tag = f"numerai_predict_readme_test:{uuid.uuid4().hex[:12]}"
-    container = docker("create", image).stdout.strip()
+    container = docker("create", py311_image).stdout.strip()
     try:
         docker("cp", str(payload), f"{container}:/opt/readme-test")
         docker("commit", "--change", "ENV PYTHONPATH=/opt/readme-test",
@@ -283,7 +278,7 @@ def test_readme_command_runs_as_written(number, command, tmp_path, request):
     api = request.getfixturevalue("api") if fetches and kind != "docker" else None
     pasted, expect = substitute(number, command, folder, python, World(request))
     if kind == "docker":
-        image = request.getfixturevalue("image_with_api" if fetches else "image")
+        image = request.getfixturevalue("image_with_api" if fetches else "py311_image")
         pasted = PUBLISHED_IMAGE.sub(image, pasted)
     before = set(os.listdir("/tmp"))
     result = subprocess.run(["bash", "-c", pasted], cwd=folder, env=shell_env(tmp_path, api and api.url + "/graphql"),

@@ -17,7 +17,7 @@ import urllib.parse
 import malicious_pickles
 import model_zoo
 import pytest
-from conftest import ROOT
+from conftest import DOCKER, ROOT
 from servers import ScriptedServer, free_port, presigner, start_moto
 
 from numerai_predict import round as rnd
@@ -391,7 +391,7 @@ def test_round_in_images(tmp_path, api, s3, py311_image):
         assert os.stat(rows[ident]["csv"]).st_uid == os.getuid()
         with open(out / ident / "report.json") as handle:
             assert json.load(handle)["python"] == "3.11"  # predict.py in the image wrote it
-    leftover = subprocess.run([os.environ.get("DOCKER", "docker"), "ps", "-aq", "--filter", "name=numerai-round-"],
+    leftover = subprocess.run([DOCKER, "ps", "-aq", "--filter", "name=numerai-round-"],
                               capture_output=True, text=True).stdout
     assert leftover == ""
 
