@@ -20,6 +20,8 @@ pixi.toml and the lock files.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -30,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from functools import cache
 
@@ -39,18 +42,23 @@ from manifest import tasks as manifest_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK_DIR = os.path.join(ROOT, "containers", "locks")
-# Outside the checkout, so every clone (and CI) reuses environments whose lock is unchanged.
-ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict", "envs")
+CACHE_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict")
+# Outside the checkout, so every clone reuses environments whose lock is unchanged; CI points
+# PYPI_TWIN_ENVS at an empty folder of its own to prove the fresh path. Each prefix is named by
+# its lock's digest (ENV-<digest>), so clones with different locks never build into one folder;
+# ENV itself is a symlink to the newest build, for tools that look environments up by name.
+ENVS_DIR = os.environ.get("PYPI_TWIN_ENVS") or os.path.join(CACHE_DIR, "envs")
+# The twin's own tools (uv), private to the project: never installed into the user's Python.
+TOOLS_DIR = os.path.join(CACHE_DIR, "tools")
 # The twin locks pixi's linux-64 specs for x86_64 wheels, on any machine: uv resolves
 # for a target instead of for the interpreter running it. manylinux_2_28 reproduces
 # what pip chose on debian:bookworm (glibc 2.36), the images' base.
 LOCK_PLATFORM = "linux-64"
 UV_PLATFORM = "x86_64-manylinux_2_28"
 MACHINE = "x86_64"
-UV_VERSION = "0.13.9"  # installed with pip when neither `uv` nor `python3 -m uv` exists
+UV_VERSION = "0.13.9"  # installed into TOOLS_DIR when `uv` is not on PATH
 STAMP = ".pypi-twin-stamp"
-BUILDER_VERSION = "3"  # bump when the way environments are built changes
+BUILDER_VERSION = "4"  # bump when the way environments are built changes
 # Parts of a CPython install that an environment does not need.
 TRIM = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests", "lib-dynload/_tkinter")
 # Libraries every Debian base image has (glibc, the C++ runtime, zlib); any other
@@ -185,17 +193,32 @@ def lock_python(manifest: dict, env: str) -> str:
 
 @cache
 def uv() -> list[str]:
-    """The uv command: on PATH, else this Python's module, installed with pip once when absent."""
+    """The uv command: on PATH, else the project's private copy, installed by pip into TOOLS_DIR once."""
     on_path = shutil.which("uv")
     if on_path:
         return [on_path]
-    module = [sys.executable, "-m", "uv"]
-    if subprocess.run([*module, "--version"], capture_output=True).returncode != 0:
-        print(f"pypi_env: installing uv {UV_VERSION} into {sys.executable} (pip)", file=sys.stderr)
-        # -qq: only errors (a site-wide pip configuration may warn once per index and package).
-        run_checked([sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check",
-                     f"uv=={UV_VERSION}"], "installing uv")
-    return module
+    target = os.path.join(TOOLS_DIR, f"uv-{UV_VERSION}")
+    binary = os.path.join(target, "bin", "uv")
+    with locked(target):
+        if not os.access(binary, os.X_OK):
+            print(f"pypi_env: installing uv {UV_VERSION} into {target}", file=sys.stderr)
+            shutil.rmtree(target, ignore_errors=True)
+            # -qq: only errors (a site-wide pip configuration may warn once per index and package).
+            run_checked([sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check",
+                         "--target", target, f"uv=={UV_VERSION}"], "installing uv")
+    return [binary]
+
+
+@contextlib.contextmanager
+def locked(path: str):
+    """Hold an exclusive lock on ``path``.lock: one builder of a folder at a time, across processes."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @cache
@@ -292,7 +315,8 @@ def lock_order(envs: list[str]) -> list[str]:
 
 
 def env_path(env: str) -> str:
-    return os.path.join(ENVS_DIR, env)
+    """The prefix built from the environment's current lock: ENVS_DIR/ENV-<digest>."""
+    return os.path.join(ENVS_DIR, f"{env}-{build_digest(env)[:16]}")
 
 
 def env_python(manifest: dict, env: str) -> str:
@@ -300,8 +324,11 @@ def env_python(manifest: dict, env: str) -> str:
 
 
 def build_digest(env: str) -> str:
-    with open(lock_path(env), "rb") as handle:
-        return hashlib.sha256(handle.read() + BUILDER_VERSION.encode()).hexdigest()
+    try:
+        with open(lock_path(env), "rb") as handle:
+            return hashlib.sha256(handle.read() + BUILDER_VERSION.encode()).hexdigest()
+    except FileNotFoundError:
+        raise TwinError(f"containers/locks/{env}.txt is missing: run containers/pypi_env.py lock {env}") from None
 
 
 def build(manifest: dict, env: str) -> str:
@@ -312,12 +339,34 @@ def build(manifest: dict, env: str) -> str:
     if env in stale_locks(manifest):
         raise TwinError(f"containers/locks/{env}.txt is missing or stale: run containers/pypi_env.py lock {env}")
     prefix, digest = env_path(env), build_digest(env)
-    stamp = os.path.join(prefix, STAMP)
-    if not (os.path.exists(stamp) and open(stamp).read() == digest):
-        build_prefix(manifest, env, prefix)
-        with open(stamp, "w") as handle:
-            handle.write(digest)
+    with locked(prefix):  # a second builder of the same lock waits, then finds it built
+        if not is_built(prefix, digest):
+            build_prefix(manifest, env, prefix)
+            # Written last: an interrupted build leaves no stamp, and the next build starts over.
+            with open(os.path.join(prefix, STAMP), "w") as handle:
+                handle.write(digest)
+    link_by_name(env, prefix)
     return prefix
+
+
+def is_built(prefix: str, digest: str) -> bool:
+    try:
+        with open(os.path.join(prefix, STAMP)) as handle:
+            return handle.read() == digest
+    except OSError:
+        return False
+
+
+def link_by_name(env: str, prefix: str) -> None:
+    """Point ENVS_DIR/ENV at the newest build (atomically: a reader sees the old or the new one)."""
+    link = os.path.join(ENVS_DIR, env)
+    if os.path.islink(link) and os.readlink(link) == os.path.basename(prefix):
+        return
+    if os.path.exists(link) and not os.path.islink(link):  # a prefix of an older twin, named ENV
+        shutil.rmtree(link, ignore_errors=True)
+    temporary = f"{link}.{os.getpid()}.link"
+    os.symlink(os.path.basename(prefix), temporary)
+    os.replace(temporary, link)
 
 
 def workspace_layer(manifest: dict, env: str, prefix: str) -> str:
@@ -537,14 +586,16 @@ def run_task(manifest: dict, env: str | None, task: str, args: list[str]) -> int
     env = resolve_default(manifest, env)
     deps = spec.get("depends-on", [])
     deps = [{"task": dep} if isinstance(dep, str) else dep for dep in (deps if isinstance(deps, list) else [deps])]
-    outcomes: list[tuple[str, int | None, str]] = []  # (task [env], exit code or None: did not run, why)
+    outcomes: list[tuple[str, int | None, str]] = []  # (task [env] (seconds), exit code or None: did not run, why)
     for dep in deps:
         dep_env = resolve_default(manifest, dep.get("environment", env))
+        started = time.monotonic()
         try:
-            outcomes.append((f"{dep['task']} [{dep_env}]", run_task(manifest, dep_env, dep["task"], []), ""))
+            code, why = run_task(manifest, dep_env, dep["task"], []), ""
         except TwinError as exc:
             print(f"pypi_env: error: {exc}", file=sys.stderr)
-            outcomes.append((f"{dep['task']} [{dep_env}]", None, str(exc)))
+            code, why = None, str(exc)
+        outcomes.append((f"{dep['task']} [{dep_env}] ({time.monotonic() - started:.0f} s)", code, why))
     if "cmd" in spec and any(code != 0 for _, code, _ in outcomes):
         outcomes.append((f"{task} [{env}]", None, "a dependency failed"))
     elif "cmd" in spec:

@@ -168,6 +168,23 @@ def twin_envs_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numerai-predict", "envs")
 
 
+def allowed_environments() -> set[str] | None:
+    """The environments this host may run models in (NUMERAI_PREDICT_ENVIRONMENTS, comma-separated;
+    unset: every installed one). A node that serves some Pythons only, and the test suite, which lets
+    a test use other environments only when it asked for them to be built."""
+    value = os.environ.get("NUMERAI_PREDICT_ENVIRONMENTS")
+    return None if value is None else {env.strip() for env in value.split(",") if env.strip()}
+
+
+def unavailable(env: str) -> str | None:
+    """Why this host will not run models in ``env``, or None."""
+    allowed = allowed_environments()
+    if allowed is not None and env.removesuffix("-runtime") not in allowed:
+        return (f"environment {env} is not one this host may use "
+                f"(NUMERAI_PREDICT_ENVIRONMENTS={','.join(sorted(allowed)) or 'none'})")
+    return None
+
+
 def environment_python(env: str, root: str = PROJECT_ROOT, twin_dir: str | None = None) -> str | None:
     """The interpreter of pixi environment ``env`` on this machine, or None.
 
@@ -419,6 +436,9 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
         if refused is not None:
             write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(refused), indent=1))
             return refused
+        refusal = unavailable(job.environment)
+        if refusal:
+            return Outcome(job.id, "skipped", None, job.environment, error=refusal, round_failure=True)
         python = "docker" if job.use_images else environment_python(job.environment)
         if python is None:
             return Outcome(job.id, "skipped", None, job.environment, error=f"environment {job.environment} is not "

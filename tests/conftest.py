@@ -15,6 +15,50 @@ from servers import ScriptedServer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_ENV, IMAGE = "py311", "numerai_predict_py_3_11:latest"
 DOCKER = os.environ.get("DOCKER") or shutil.which("docker") or "docker"
+HERE = f"py3{sys.version_info[1]}"  # the environment this test run is in
+
+
+def project_tool() -> list[str]:
+    """pixi, or its PyPI twin where pixi is absent or the twin runs the tests."""
+    if os.environ.get("PYPI_TWIN") or not shutil.which("pixi"):
+        return [sys.executable if sys.version_info >= (3, 11) else "python3",
+                os.path.join(ROOT, "containers", "pypi_env.py")]
+    return ["pixi"]
+
+
+@pytest.fixture(autouse=True)
+def own_environment_only(monkeypatch):
+    """A test runs models in its own environment only, unless it asks for others (`environments`):
+    on a fresh machine nothing else may be built yet, so a test that reaches for another
+    environment silently would pass on a warm machine and fail on a new one."""
+    monkeypatch.setenv("NUMERAI_PREDICT_ENVIRONMENTS", HERE)
+
+
+BUILT: set[str] = set()
+
+
+def build_environment(env: str) -> None:
+    """Install ``env`` (once a session): `pixi install -e ENV`, or the twin's build."""
+    if env in BUILT:
+        return
+    tool = project_tool()
+    command = [*tool, "install", "-e", env] if tool == ["pixi"] else [*tool, "build", env]
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"environment {env} is needed and could not be built; run `{' '.join(command)}`:\n"
+                    + result.stdout[-2000:], pytrace=False)
+    BUILT.add(env)
+
+
+@pytest.fixture
+def environments(monkeypatch):
+    """``environments("py311", "py312")``: build those environments when missing, and let this test's
+    rounds use them."""
+    def need(*envs: str) -> None:
+        for env in envs:
+            build_environment(env)
+        monkeypatch.setenv("NUMERAI_PREDICT_ENVIRONMENTS", ",".join(sorted({HERE, *envs})))
+    return need
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +119,5 @@ def out_dir(tmp_path):
 def py311_image():
     """The py311 image as `build-image` makes it (built now when absent)."""
     if subprocess.run([DOCKER, "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        twin = os.environ.get("PYPI_TWIN") or not shutil.which("pixi")
-        build = ([sys.executable if sys.version_info >= (3, 11) else "python3",
-                  os.path.join(ROOT, "containers", "pypi_env.py")] if twin else ["pixi"])
-        subprocess.run([*build, "run", "build-image", IMAGE_ENV], cwd=ROOT, check=True)
+        subprocess.run([*project_tool(), "run", "build-image", IMAGE_ENV], cwd=ROOT, check=True)
     return IMAGE

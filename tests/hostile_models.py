@@ -20,23 +20,33 @@ def answer(live_features, value):
     return pd.DataFrame({"prediction": float(value)}, index=live_features.index)
 
 
-def detached(work) -> int:
-    """Run ``work`` in a grandchild that left the model's session; returns its pid."""
+def detached(work) -> str:
+    """Run ``work`` in a grandchild that left the model's session; returns "PID STARTTIME", which a
+    reused pid cannot fake (pid_max may be 32768: a busy machine reuses pids within seconds)."""
     read, write = os.pipe()
     if os.fork() == 0:
         os.setsid()
         pid = os.fork()
         if pid:
-            os.write(write, str(pid).encode())
+            os.write(write, f"{pid} {start_time(pid)}".encode())
             os._exit(0)
         try:
             work()
         finally:
             os._exit(0)
     os.close(write)
-    pid = int(os.read(read, 32))
+    identity = os.read(read, 64).decode()
     os.close(read)
-    return pid
+    return identity
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def rewrites_csv(output_dir):

@@ -31,14 +31,16 @@ def git(copy, *args: str) -> str:
 
 def add_python(manifest: str, env: str) -> str:
     """What a maintainer writes: a feature pinning the Python, its two environments,
-    and its entry in test-all."""
+    and its two entries in test-all (installed first, then tested)."""
     minor = f"3.{env[3:]}"
     manifest = manifest.replace("# Test tools stay out of the images", (
         f'[feature.{env}.dependencies]\npython = "{minor}.*"\n\n# Test tools stay out of the images'))
     manifest = re.sub(r"(py313-runtime = .*\n)", (
         rf'\1{env} = {{ features = ["{env}", "test"], solve-group = "{env}" }}\n'
         rf'{env}-runtime = {{ features = ["{env}"], solve-group = "{env}" }}\n'), manifest)
-    return re.sub(r'(    \{ task = "test", environment = "py313" \},\n)',
+    manifest = re.sub(r'(    \{ task = "env-ready", environment = "py313" \},\n)',
+                      rf'\1    {{ task = "env-ready", environment = "{env}" }},\n', manifest)
+    return re.sub(r'(    \{ task = "test(?:-busy)?", environment = "py313" \},\n)',
                   rf'\1    {{ task = "test", environment = "{env}" }},\n', manifest)
 
 

@@ -50,15 +50,19 @@ def needs_namespaces(kernel):
 
 
 def pids_in(err, label):
-    return [int(line.split()[-1]) for line in err.splitlines() if line.startswith(label)]
+    """The (pid, start time) of each process a hostile model reported under ``label``."""
+    return [tuple(int(x) for x in line.split()[1:3]) for line in err.splitlines() if line.startswith(label)]
 
 
-def alive(pid):
+def alive(identity):
+    """Whether the process (pid, start time) still runs: a pid reused by another process is not it."""
+    pid, started = identity
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+            fields = handle.read().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return int(fields[19]) == started and fields[0] not in "ZX"
 
 
 @pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "no-isolation"])

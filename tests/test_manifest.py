@@ -134,7 +134,23 @@ def test_runtime_environments_share_the_tested_solve(manifest):
 
 def test_test_all_covers_every_python_environment(manifest):
     deps = manifest["tasks"]["test-all"]["depends-on"]
-    assert sorted(d["environment"] for d in deps if d["task"] == "test") == python_envs(manifest)
+    tested = [d["environment"] for d in deps if d["task"] in ("test", "test-busy")]
+    assert sorted(tested) == python_envs(manifest)
+    assert [d["environment"] for d in deps if d["task"] == "test-busy"], "no busy-machine proof in test-all"
+
+
+def test_test_all_installs_every_environment_before_the_first_test(manifest):
+    """On a fresh machine no test may find an environment missing that a later step of test-all builds:
+    every environment a test step runs in, and the slow suite's image and tools, come first."""
+    deps = [d["task"] + " " + d["environment"] for d in manifest["tasks"]["test-all"]["depends-on"]]
+    first_test = next(i for i, d in enumerate(deps) if not d.startswith("env-ready "))
+    ready = {d.split()[1] for d in deps[:first_test]}
+    assert all(d.startswith("env-ready ") for d in deps[:first_test])
+    assert not any(d.startswith("env-ready ") for d in deps[first_test:])
+    slow_env = next(d.split()[1] for d in deps if d.startswith("test-slow "))
+    assert ready == {*python_envs(manifest), f"{slow_env}-runtime", "tools"}
+    for env in ready:  # the task exists in each (tools has no default feature: its own copy)
+        assert "env-ready" in pixi_toml.environment_tasks(manifest, env), env
 
 
 def test_pickle_sensitive_packages_match_numerai_predict(manifest):
@@ -248,7 +264,7 @@ def test_tensorflow_219_environments_hold_its_protobuf_on_purpose(manifest):
 # typecheck need the test feature's linters, mypy and the package.
 TOOLS_TASKS = {"build-image", "build-images", "push-images", "publish-image", "merge-images", "pull-image",
                "image-shell", "bench-image", "update-pixi-schema"}
-ML_TASKS = {"test", "test-all", "test-slow", "test-images", "predict", "demo", "lint", "typecheck", "make-models",
+ML_TASKS = {"test", "test-all", "test-slow", "test-busy", "pytest", "test-images", "predict", "demo", "lint", "typecheck", "make-models",
             "bench-help"}
 
 
@@ -275,7 +291,7 @@ def test_tools_is_not_a_python_of_the_product(manifest):
 
 def test_python_only_tasks_run_in_tools_and_the_others_do_not(manifest):
     in_tools = set(pixi_toml.environment_tasks(manifest, "tools"))
-    assert in_tools == TOOLS_TASKS
+    assert in_tools == TOOLS_TASKS | {"env-ready"}  # env-ready: every environment has one
     for name in TOOLS_TASKS:
         assert pixi_toml.tasks(manifest)[name]["default-environment"] == "tools", name
     for env in ("default", "py312", "py311-runtime"):

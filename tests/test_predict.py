@@ -243,8 +243,8 @@ def lock_directory(folder):
 ], ids=["post_url-alone", "post_data-alone", "malformed-post_data", "post_data-without-key", "ftp-post_url",
         "missing-output_dir", "zero-timeout", "unknown-flag"])
 def test_bad_arguments(capfd, pickle_of, out_dir, args, text):
-    """Bad flags exit 2 with a one-line reason, before anything runs."""
-    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *args)
+    """Bad flags exit 2 with a one-line reason, before anything runs (nothing written where it would be)."""
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir, *args)
     assert code == errors.UsageError.exit_code
     assert text in err and csvs(out_dir) == []
 

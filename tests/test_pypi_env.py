@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import pypi_env
 import pytest
@@ -405,3 +407,82 @@ def test_an_empty_lock_builds_python_alone(monkeypatch, tmp_path):
     pypi_env.build_prefix(WITH_TOOLS, "tools", str(tmp_path / "env"))
     assert not any("install" in command for command in commands)
     assert [c[c.index("-m") + 1] for c in commands] == ["compileall"]
+
+
+# ---- builds that never trample each other ------------------------------------------------
+
+
+@pytest.fixture
+def fake_builds(monkeypatch, tmp_path):
+    """Builds of `tools` from a lock in tmp_path, into tmp_path/envs; build_prefix only records and
+    writes a marker (``fail`` makes the next build die halfway, as a killed one would)."""
+    monkeypatch.setattr(pypi_env, "LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr(pypi_env, "ENVS_DIR", str(tmp_path / "envs"))
+    pypi_env.write_lock(WITH_TOOLS, "tools", "3.99.1", "")
+    calls, state = [], {"fail": False}
+
+    def build_prefix(manifest, env, prefix):
+        calls.append(prefix)
+        shutil.rmtree(prefix, ignore_errors=True)
+        os.makedirs(os.path.join(prefix, "bin"))
+        time.sleep(0.3)  # long enough for a second builder to arrive meanwhile
+        if state["fail"]:
+            state["fail"] = False
+            raise KeyboardInterrupt  # interrupted halfway: files there, no stamp
+        with open(os.path.join(prefix, "bin", "python"), "w") as handle:
+            handle.write(pypi_env.lock_header(env)["python"])
+
+    monkeypatch.setattr(pypi_env, "build_prefix", build_prefix)
+    return calls, state
+
+
+def test_two_builders_of_one_lock_build_it_once(fake_builds):
+    calls, _ = fake_builds
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pypi_env.build(WITH_TOOLS, "tools")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and results[0] == results[1] == calls[0]
+    assert os.path.isfile(os.path.join(results[0], pypi_env.STAMP))
+
+
+def test_another_lock_builds_beside_not_over_the_first(fake_builds, tmp_path):
+    """Two clones with different locks of one environment: two prefixes, each intact; the name
+    points at the newest."""
+    calls, _ = fake_builds
+    first = pypi_env.build(WITH_TOOLS, "tools")
+    pypi_env.write_lock(WITH_TOOLS, "tools", "3.99.2", "")
+    second = pypi_env.build(WITH_TOOLS, "tools")
+    assert first != second and calls == [first, second]
+    assert open(os.path.join(first, "bin", "python")).read() == "3.99.1"  # untouched by the second build
+    assert open(os.path.join(second, "bin", "python")).read() == "3.99.2"
+    assert os.path.realpath(tmp_path / "envs" / "tools") == second
+
+
+def test_an_interrupted_build_never_looks_complete(fake_builds):
+    calls, state = fake_builds
+    state["fail"] = True
+    with pytest.raises(KeyboardInterrupt):
+        pypi_env.build(WITH_TOOLS, "tools")
+    assert os.path.isdir(calls[0]) and not os.path.exists(os.path.join(calls[0], pypi_env.STAMP))
+    assert pypi_env.build(WITH_TOOLS, "tools") == calls[0] and len(calls) == 2  # built again, whole
+    assert pypi_env.build(WITH_TOOLS, "tools") == calls[0] and len(calls) == 2  # then reused
+
+
+def test_uv_goes_to_the_projects_tools_folder_not_the_users_python(monkeypatch, tmp_path):
+    monkeypatch.setattr(pypi_env, "TOOLS_DIR", str(tmp_path / "tools"))
+    monkeypatch.setattr(pypi_env.shutil, "which", lambda name: None)
+    ran = []
+    monkeypatch.setattr(pypi_env, "run_checked", lambda command, what, **kw: ran.append(command))
+    pypi_env.uv.cache_clear()
+    try:
+        command = pypi_env.uv()
+    finally:
+        pypi_env.uv.cache_clear()
+    target = str(tmp_path / "tools" / f"uv-{pypi_env.UV_VERSION}")
+    assert command == [os.path.join(target, "bin", "uv")]
+    (install,) = ran
+    assert install[install.index("--target") + 1] == target and f"uv=={pypi_env.UV_VERSION}" in install

@@ -17,13 +17,14 @@ import urllib.parse
 import malicious_pickles
 import model_zoo
 import pytest
-from conftest import DOCKER, ROOT
+from conftest import DOCKER, HERE, ROOT
 from servers import ScriptedServer, free_port, presigner, start_moto
 
 from numerai_predict import round as rnd
 
 MODELS = os.path.join(ROOT, "tests", "models")
 PYTHONS = ["3_10", "3_11", "3_12", "3_13"]
+ALL_ENVIRONMENTS = ["py" + python.replace("_", "") for python in PYTHONS]
 SITE = os.path.join(ROOT, "tests", "readme_site")  # points numerapi at the fake API (NUMERAI_PREDICT_TEST_API)
 DATASET, BENCHMARKS = "v5.2/live.parquet", "v5.2/live_benchmark_models.parquet"
 
@@ -96,9 +97,25 @@ def test_environment_python_finds_pixi_then_twin_layer_then_prefix(tmp_path):
     assert rnd.environment_python("py311", str(root), str(twin)) == layer
     pixi = make(root / ".pixi" / "envs" / "py311")
     assert rnd.environment_python("py311", str(root), str(twin)) == pixi
-    # and on this machine, every Python environment has one
-    for env in ("py310", "py311", "py312", "py313"):
-        assert rnd.environment_python(env), env
+    assert rnd.environment_python(HERE)  # the one this test runs in: no other is built for it
+
+
+def other_python(here=None):
+    """A committed pickle of another Python than this test run's, and its environment."""
+    env = "py312" if (here or HERE) != "py312" else "py311"
+    return os.path.join(MODELS, f"model_3_{env[3:]}.pkl"), env
+
+
+def test_a_test_cannot_reach_for_an_environment_it_did_not_ask_for(tmp_path, api):
+    """On a fresh machine only this test run's environment is sure to exist: a round that needs another
+    one without the `environments` fixture (which builds it) fails here too, on a warm machine."""
+    model, env = other_python()
+    manifest = write_manifest(tmp_path / "m.csv", [["a", model]], ("id", "model"))
+    code, err = finish(driver(manifest, tmp_path / "out", api))
+    rows, _ = report(tmp_path / "out")
+    assert code == rnd.EXIT_UNRUN and rows["a"]["status"] == "skipped", err
+    assert f"environment {env} is not one this host may use (NUMERAI_PREDICT_ENVIRONMENTS={HERE})" \
+        in rows["a"]["error"]
 
 
 def test_workers_are_bounded_by_memory(monkeypatch):
@@ -234,13 +251,14 @@ def check_uploads(s3, rows, expected_ok):
             assert body == handle.read(), ident
 
 
-def test_small_round_in_two_environments(tmp_path, api):
+def test_small_round_in_two_environments(tmp_path, api, environments):
     """Two Pythons' pickles, the doctor choosing; the data downloaded once, shared read-only."""
+    environments("py311", "py312")
     manifest = write_manifest(tmp_path / "m.csv", [["a", os.path.join(MODELS, "model_3_12.pkl")],
                                                    ["b", os.path.join(MODELS, "model_3_11_legacy.pkl")]],
                               ("id", "model"))
     out = tmp_path / "out"
-    code, err = finish(driver(manifest, out, api))
+    code, err = finish(driver(manifest, out, api, "--timeout", "600"))  # room for a loaded CPU
     assert code == 0, err
     rows, details = report(out)
     check_outcomes(rows, {"a": ("ok", 0, "py312"), "b": ("ok", 0, "py311")}, out)
@@ -251,9 +269,10 @@ def test_small_round_in_two_environments(tmp_path, api):
 
 
 @pytest.mark.slow
-def test_round_of_thirteen_models(tmp_path, api, s3):
+def test_round_of_thirteen_models(tmp_path, api, s3, environments):
     """The four Pythons' pickles uploaded, and failing ones (wrong Python, raising, timing out,
     invalid output, unsafe): each its status and exit code; one download; each upload once, identical."""
+    environments(*ALL_ENVIRONMENTS)
     manifest, expected = round_models(tmp_path, s3[1])
     out = tmp_path / "out"
     code, err = finish(driver(manifest, out, api, "--workers", "2", "--timeout", "60"))
@@ -269,8 +288,9 @@ def test_round_of_thirteen_models(tmp_path, api, s3):
 
 
 @pytest.mark.slow
-def test_resume_after_the_driver_is_killed(tmp_path, api, s3):
+def test_resume_after_the_driver_is_killed(tmp_path, api, s3, environments):
     """SIGKILL the driver mid-round, run it again: finished models are not rerun, nothing uploaded twice."""
+    environments(*ALL_ENVIRONMENTS)
     manifest, expected = round_models(tmp_path, s3[1], failing=False)
     s3[1].requests.clear()
     out = tmp_path / "out"
@@ -354,8 +374,9 @@ def test_resume_names_the_environment_the_doctor_picked(tmp_path):
     assert (outcome.status, outcome.environment, outcome.reused) == ("ok", "py312", True)
 
 
-def test_an_image_not_built_is_a_round_failure(tmp_path):
+def test_an_image_not_built_is_a_round_failure(tmp_path, monkeypatch):
     """No image for the environment (or no docker): skipped, and the round's exit 5, never a pull."""
+    monkeypatch.delenv("NUMERAI_PREDICT_ENVIRONMENTS")  # no local environment is used: any name may be asked
     model = tmp_path / "m.pkl"
     model.write_bytes(model_zoo.dumps(model_zoo.raises))
     job = rnd.Job("m", str(model), "py39", str(tmp_path / "m"), "f", "b", use_images=True)
@@ -515,9 +536,10 @@ def ray_cluster(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster, live_files):
+def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster, live_files, environments):
     """The round through a 2-node Ray cluster; then again with the second node killed mid-round:
     every model ends exactly once, no upload duplicated or lost, the retried models named."""
+    environments(*ALL_ENVIRONMENTS)
     manifest, expected = round_models(tmp_path, s3[1], failing=False)
     rows_all = list(csv.reader(open(manifest)))
     raises = tmp_path / "raises.pkl"
