@@ -129,7 +129,8 @@ def build(manifest: dict, env: str) -> str:
     command = [docker(), "build", *network, "-f", DOCKERFILE,
                "--build-arg", f"ENV_NAME={env}-runtime", "--build-arg", f"ENV_SOURCE={source}",
                "--build-arg", f"PYTHON_VERSION={pixi_toml.python_minor(manifest, env)}",
-               "--build-arg", f"GIT_REF={ref}", "-t", f"{name}:{ref}", "-t", f"{name}:latest", context]
+               "--build-arg", f"GIT_REF={ref}", "--build-arg", f"PIXI_VERSION={pixi_toml.pixi_version(manifest)}",
+               "-t", f"{name}:{ref}", "-t", f"{name}:latest", context]
     print(f"images: building {name}:{ref} from {env}-runtime ({source})", file=sys.stderr)
     result = subprocess.run(command, env=dict(os.environ, DOCKER_BUILDKIT="1"))
     if context.startswith(CONTEXTS):

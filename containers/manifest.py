@@ -6,6 +6,7 @@ GitHub runner can call it before anything is installed.
     containers/manifest.py pythons        the Python environments as JSON (the workflows' matrix)
     containers/manifest.py lock-state     whether pixi.lock exists, as GitHub step outputs
     containers/manifest.py requires-pixi  the newest pixi feature used, against requires-pixi
+    containers/manifest.py pixi-version   the pixi the workflows and the Dockerfile use (GitHub step output)
     containers/manifest.py update-schema VERSION   download pixi's manifest schema of VERSION
 """
 
@@ -138,7 +139,24 @@ PIXI_FEATURES: list[tuple[str, tuple[int, int], str]] = [
     ("task default-environment", (0, 63), "tasks.*.default-environment"),
     ("task arg choices", (0, 65), "tasks.*.args[].choices"),
     ("inline environment dependencies", (0, 74), "environments.*.dependencies"),
+    # Not a manifest key but the same rule: pixi 0.68.0 (2026-05-07) writes pixi.lock in format v7,
+    # which older pixi cannot read, so a lock written by the pinned pixi needs requires-pixi >= 0.68.
+    ("pixi.lock format v7", (0, 68), "tool.numerai-predict.pixi-version >= 0.68 (the lock it writes)"),
 ]
+
+
+def pixi_version(manifest: Manifest) -> str:
+    """The one pixi version the workflows (setup-pixi) and the Dockerfile's build stage use:
+    pixi.toml's [tool.numerai-predict] pixi-version."""
+    version = manifest.get("tool", {}).get("numerai-predict", {}).get("pixi-version", "")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ManifestError(f"[tool.numerai-predict] pixi-version must be 'X.Y.Z', not {version!r}")
+    return version
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
 
 
 def features_used(manifest: Manifest) -> list[tuple[str, tuple[int, int]]]:
@@ -168,6 +186,9 @@ def features_used(manifest: Manifest) -> list[tuple[str, tuple[int, int]]]:
         used.add("inline environment dependencies")
     if any(isinstance(e, dict) and e.get("no-default-feature") for e in manifest.get("environments", {}).values()):
         used.add("environments without the default feature")
+    pinned = manifest.get("tool", {}).get("numerai-predict", {}).get("pixi-version")
+    if pinned and version_tuple(pixi_version(manifest)) >= (0, 68):
+        used.add("pixi.lock format v7")
     return [(name, version) for name, version, _ in PIXI_FEATURES if name in used]
 
 
@@ -199,7 +220,7 @@ def update_schema(version: str) -> None:
         json.dump(schema, handle, indent=2)
         handle.write("\n")
     os.replace(SCHEMA + ".tmp", SCHEMA)
-    print(f"containers/pixi-schema/schema.json is now pixi {version}'s; update its README and PIXI_VERSION")
+    print(f"containers/pixi-schema/schema.json is now pixi {version}'s; update its README and pixi.toml's pixi-version")
 
 
 # ---- command line ---------------------------------------------------------------
@@ -235,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"manifest: requires-pixi is too low for: {', '.join(too_new)}", file=sys.stderr)
             return 1
         print(f"requires-pixi {manifest['workspace']['requires-pixi']} covers every feature used")
+        return 0
+    if argv == ["pixi-version"]:
+        github_output({"version": pixi_version(manifest)})
         return 0
     if len(argv) == 2 and argv[0] == "update-schema":
         try:

@@ -42,12 +42,12 @@ def test_manifest_matches_pixis_schema(manifest):
     with open(pixi_toml.SCHEMA) as handle:
         schema = json.load(handle)
     jsonschema.validate(manifest, schema)
-    # The vendored schema is the pixi version its README and the Dockerfile name.
+    # The vendored schema is the pixi version its README names and the one pixi.toml pins for the
+    # workflows and the Dockerfile.
     version = re.search(r"/v(\d+\.\d+\.\d+)/", schema["$id"]).group(1)
     with open(os.path.join(ROOT, "containers", "pixi-schema", "README.md")) as handle:
         assert f"pixi **v{version}**" in handle.read()
-    with open(os.path.join(ROOT, "containers", "Dockerfile")) as handle:
-        assert f"ARG PIXI_VERSION={version}" in handle.read()
+    assert pixi_toml.pixi_version(manifest) == version
 
 
 def test_schema_rejects_what_pixi_rejects(manifest):
@@ -75,15 +75,17 @@ def test_requires_pixi_admits_no_pixi_too_old_for_the_features_used(manifest):
 
 
 @pytest.mark.parametrize(("requires", "edit", "too_new"), [
-    (">=0.46", None, ["task default-environment (pixi 0.63)", "task arg choices (pixi 0.65)"]),
-    (">=0.63", None, ["task arg choices (pixi 0.65)"]),
-    (">=0.65", None, []),
-    (">=0.65", "inline", ["inline environment dependencies (pixi 0.74)"]),
+    (">=0.46", None, ["task default-environment (pixi 0.63)", "task arg choices (pixi 0.65)",
+                      "pixi.lock format v7 (pixi 0.68)"]),
+    (">=0.63", None, ["task arg choices (pixi 0.65)", "pixi.lock format v7 (pixi 0.68)"]),
+    (">=0.65", None, ["pixi.lock format v7 (pixi 0.68)"]),
+    (">=0.68", None, []),
+    (">=0.68", "inline", ["inline environment dependencies (pixi 0.74)"]),
     (">=0.74", "inline", []),
     (">=0.44", "no-args", ["{{ }} templates in task commands (pixi 0.46)",
-                           "depends-on naming an environment (pixi 0.46)"]),
-], ids=["default-environment-needs-0.63", "choices-need-0.65", "current", "inline-env-deps-need-0.74", "inline-ok",
-        "templates-need-0.46"])
+                           "depends-on naming an environment (pixi 0.46)", "pixi.lock format v7 (pixi 0.68)"]),
+], ids=["default-environment-needs-0.63", "choices-need-0.65", "lock-v7-needs-0.68", "current",
+        "inline-env-deps-need-0.74", "inline-ok", "templates-need-0.46"])
 def test_a_feature_newer_than_requires_pixi_is_caught(manifest, requires, edit, too_new):
     changed = dict(manifest, workspace=dict(manifest["workspace"], **{"requires-pixi": requires}))
     if edit == "inline":
@@ -97,6 +99,38 @@ def test_a_feature_newer_than_requires_pixi_is_caught(manifest, requires, edit, 
         tools = dict(manifest["feature"]["tools"], tasks=plain(manifest["feature"]["tools"]["tasks"]))
         changed["feature"] = dict(manifest["feature"], tools=tools)
     assert pixi_toml.too_new_features(changed) == too_new
+
+
+def test_the_lock_format_of_the_pinned_pixi_counts(manifest):
+    """pixi >= 0.68 writes pixi.lock v7, which older pixi cannot read: the pin decides the floor."""
+    assert dict(pixi_toml.features_used(manifest))["pixi.lock format v7"] == (0, 68)
+    older = dict(manifest, tool=dict(manifest["tool"], **{"numerai-predict": {"pixi-version": "0.67.2"}}))
+    assert "pixi.lock format v7" not in dict(pixi_toml.features_used(older))
+    broken = dict(manifest, tool=dict(manifest["tool"], **{"numerai-predict": {"pixi-version": "latest"}}))
+    with pytest.raises(pixi_toml.ManifestError, match="pixi-version must be 'X.Y.Z'"):
+        pixi_toml.features_used(broken)
+
+
+def test_one_pixi_version_for_the_workflows_and_the_dockerfile(manifest):
+    """Every setup-pixi step takes the version from `manifest.py pixi-version`, and the Dockerfile has no
+    version of its own: images.py passes pixi.toml's."""
+    import yaml
+
+    for name in sorted(os.listdir(os.path.join(ROOT, ".github", "workflows"))):
+        with open(os.path.join(ROOT, ".github", "workflows", name)) as handle:
+            workflow = yaml.safe_load(handle)
+        for job_name, job in workflow["jobs"].items():
+            steps = job.get("steps", [])
+            for index, step in enumerate(steps):
+                if "setup-pixi" not in step.get("uses", ""):
+                    continue
+                assert step["with"]["pixi-version"] == "v${{ steps.pixi.outputs.version }}", (name, job_name)
+                (source,) = [s for s in steps[:index] if s.get("id") == "pixi"]
+                assert source["run"] == "python3 containers/manifest.py pixi-version", (name, job_name)
+    with open(os.path.join(ROOT, "containers", "Dockerfile")) as handle:
+        dockerfile = handle.read()
+    assert re.search(r"^ARG PIXI_VERSION$", dockerfile, re.MULTILINE), "the Dockerfile must not pin its own pixi"
+    assert re.search(r"\d+\.\d+\.\d+", dockerfile.split("ARG PIXI_IMAGE")[1].splitlines()[0]) is None
 
 
 def test_no_default_feature_needs_pixi_0_21():
@@ -264,7 +298,8 @@ def test_tensorflow_219_environments_hold_its_protobuf_on_purpose(manifest):
 # typecheck need the test feature's linters, mypy and the package.
 TOOLS_TASKS = {"build-image", "build-images", "push-images", "publish-image", "merge-images", "pull-image",
                "image-shell", "bench-image", "update-pixi-schema"}
-ML_TASKS = {"test", "test-all", "test-slow", "test-busy", "pytest", "test-images", "predict", "demo", "lint", "typecheck", "make-models",
+ML_TASKS = {"test", "test-all", "test-slow", "test-busy", "pytest", "test-images", "predict", "demo", "lint",
+            "typecheck", "make-models",
             "bench-help"}
 
 
