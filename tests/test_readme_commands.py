@@ -18,7 +18,12 @@ Only what cannot exist here is substituted:
   presigned GET and POST of moto's S3 server on 127.0.0.1;
 - Numerai's API (live data fetched by default) by a GraphQL server on 127.0.0.1, numerapi pointed
   at it by tests/readme_site/sitecustomize.py on PYTHONPATH;
-- `~/numerai-predict` (where README's commands say the clone is) by this checkout.
+- `~/numerai-predict` (where README's commands say the clone is) by this checkout;
+- "in the clone" (a pixi line without --manifest-path, the twin's by a relative path): a fresh
+  clone of this work (tests/clones.py), with its own pixi shim, is the folder the line runs in.
+
+README leads with the card's commands exactly (CARD). `pixi run test-all` among them is the
+command .ci/run runs (through its twin); this test, part of test-all, does not run it again.
 
 Each must exit 0 and leave its CSV in its --output_dir (the user's folder for the demo; every
 docker command names one, the folder mounted from the host). A line mentioning predict that no
@@ -36,6 +41,7 @@ import urllib.parse
 import uuid
 
 import pytest
+from clones import fresh_clone
 from conftest import DOCKER
 from servers import ScriptedServer, presigner, start_moto
 
@@ -60,6 +66,8 @@ VALUED = re.compile(r"""(?P<flag>--model|--dataset|--benchmarks|--post_url|--pos
 FILES = {"live.parquet": "examples/live.parquet", "bench.parquet": "examples/live_benchmark_models.parquet",
          "live_benchmark_models.parquet": "examples/live_benchmark_models.parquet"}
 PRESIGNED = "https://bucket.s3.amazonaws.com/"
+# The card's commands, run in the clone: README's first code block, exactly.
+CARD = ["pixi run -e py312 predict --model model.pkl", "pixi run test-all", "pixi run demo"]
 
 
 def code_commands() -> list[tuple[int, str]]:
@@ -124,13 +132,33 @@ def test_every_predict_command_in_readme_is_one_this_test_runs():
     assert sum(counts.values()) == len([c for _, c in everything if mentions_predict(c)]) == len(COMMANDS)
 
 
+def in_clone(command: str) -> bool:
+    """A command README runs in the clone: pixi without --manifest-path, the twin by a relative path."""
+    words = shlex.split(command, comments=True)
+    return (words[0] == "pixi" and "--manifest-path" not in command) or \
+        (words[0] == "python3" and words[1] == "containers/pypi_env.py")
+
+
+def test_readme_leads_with_the_cards_commands():
+    """The first code block is the card's three commands, as written there."""
+    first_block = []
+    for number, command in code_commands():
+        if first_block and number > first_block[-1][0] + 1:
+            break
+        first_block.append((number, command))
+    assert [command for _, command in first_block] == CARD  # test-all: .ci/run runs its twin (test_ci_config)
+
+
 def test_local_commands_name_the_clone_as_readme_says():
     """pixi finds no manifest in the user's folder: each pixi line names the clone's, the twin's
-    its script there, both under the one path README gives for the clone."""
+    its script there, both under the one path README gives for the clone; or it is the card's,
+    in the clone."""
     assert f"where your clone is `{CLONE}`" in " ".join(open(README).read().split())
     for number, command in COMMANDS:
         words = shlex.split(command, comments=True)
-        if words[0] == "pixi":
+        if in_clone(command):
+            assert words[0] == "python3" or command in CARD, f"README.md:{number}: only the card's run in the clone"
+        elif words[0] == "pixi":
             assert f"--manifest-path {CLONE}/pixi.toml" in command, f"README.md:{number}: {command}"
         elif words[0] == "python3":
             assert command.startswith(f"python3 {CLONE}/containers/pypi_env.py "), f"README.md:{number}: {command}"
@@ -194,11 +222,11 @@ def user_folder(tmp_path) -> str:
     return str(folder)
 
 
-def shell_env(tmp_path, api_url: str | None) -> dict[str, str]:
-    """A fresh shell's environment: `pixi` is the shim, `docker` the engine's client, no twin active."""
+def shell_env(tmp_path, api_url: str | None, clone: str = ROOT) -> dict[str, str]:
+    """A fresh shell's environment: `pixi` is the clone's shim, `docker` the engine's client, no twin active."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    os.symlink(os.path.join(ROOT, "containers", "pixi_shim.py"), bin_dir / "pixi")
+    os.symlink(os.path.join(clone, "containers", "pixi_shim.py"), bin_dir / "pixi")
     if os.path.isabs(DOCKER):
         os.symlink(DOCKER, bin_dir / "docker")
     ours = tuple(p for p in (os.environ.get("CONDA_PREFIX"), os.environ.get("VIRTUAL_ENV"),
@@ -271,7 +299,8 @@ class World:
 @pytest.mark.parametrize("number, command", COMMANDS, ids=[f"README.md:{n} {c[:70]}" for n, c in COMMANDS])
 def test_readme_command_runs_as_written(number, command, tmp_path, request):
     kind = kind_of(command)
-    folder = user_folder(tmp_path)
+    clone = fresh_clone(str(tmp_path))[0] if in_clone(command) else ROOT
+    folder = clone if in_clone(command) else user_folder(tmp_path)
     match = KINDS[kind].search(command + " ")
     python = "3_11" if kind == "docker" else (match["env"] or "py312").replace("py3", "3_")
     fetches = kind != "demo" and not ("--dataset" in command and "--benchmarks" in command)
@@ -281,7 +310,8 @@ def test_readme_command_runs_as_written(number, command, tmp_path, request):
         image = request.getfixturevalue("image_with_api" if fetches else "py311_image")
         pasted = PUBLISHED_IMAGE.sub(image, pasted)
     before = set(os.listdir("/tmp"))
-    result = subprocess.run(["bash", "-c", pasted], cwd=folder, env=shell_env(tmp_path, api and api.url + "/graphql"),
+    result = subprocess.run(["bash", "-c", pasted], cwd=folder,
+                            env=shell_env(tmp_path, api and api.url + "/graphql", clone),
                             capture_output=True, text=True, timeout=1200)
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"README.md:{number}: {command}\nran: {pasted}\n{log[-6000:]}"
