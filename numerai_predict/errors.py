@@ -182,9 +182,16 @@ def all_errors() -> list[type[PredictError]]:
     return found
 
 
+#: What the model's process may report: outcomes of the model itself (its pickle, its code, its
+#: output). Never a runner, data or upload error: those the runner alone can know.
+MODEL_EXIT_CODES = frozenset({11, 12, 13, 14, 15, 30, 31, *range(40, 48)})
+
+
 def error_from_name(name: str, message: str, advice: str | None = None, details: str = "") -> PredictError:
-    """Rebuild an error reported by the sandboxed child process (sent as JSON)."""
+    """Rebuild an error reported by the sandboxed child process (sent as JSON; untrusted: only
+    model-level errors are taken as such)."""
     for cls in all_errors():
-        if cls.__name__ == name:
+        if cls.__name__ == name and cls.exit_code in MODEL_EXIT_CODES and cls is not PredictError:
             return cls(message, advice=advice, details=details)
-    return ModelCrashedError(f"model process reported an unknown failure: {message}", details=details)
+    return ModelCrashedError(f"the model process reported a failure it cannot have: {name}: {message}",
+                             details=details)

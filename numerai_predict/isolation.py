@@ -39,6 +39,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 POLL_SECONDS = 0.1
+KILL_ROUNDS = 500  # SIGKILL rounds, 10 ms apart, before a tree counts as one that will not die
 
 # Landlock (include/uapi/linux/landlock.h); the syscall numbers are shared by x86_64 and arm64.
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
@@ -76,6 +77,7 @@ def confine(scratch: str, cpus: int, isolate: bool) -> dict[str, str]:
     facts["network"] = own_network()
     facts["writes"] = writes_only_in(scratch)
     drop_capabilities()
+    facts["system_calls"] = refuse_system_calls(cpus > 0)
     return facts
 
 
@@ -159,6 +161,54 @@ def allow(ruleset: int, path: str, access: int) -> None:
                              ctypes.c_uint32(0)), f"landlock_add_rule {path}")
     finally:
         os.close(fd)
+
+
+# seccomp (linux/seccomp.h, linux/filter.h): a classic BPF program over struct seccomp_data.
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+AF_UNIX, EPERM, EACCES = 1, 1, 13
+# (audit arch, socket, sched_setaffinity) per machine; x86_64's x32 numbers (bit 30) are refused whole.
+SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 203), "aarch64": (0xC00000B7, 198, 122)}.get(os.uname().machine)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_program(arch: int, nr_socket: int, nr_affinity: int, affinity: bool) -> bytes:
+    """The filter: socket(AF_UNIX, ...) fails with EACCES (a pathname socket outside scratch, such as
+    Docker's or D-Bus's, is reached through one; socketpair() stays), and, when ``affinity``,
+    sched_setaffinity fails with EPERM (the model cannot widen --cpus)."""
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    allow, deny_unix, deny_affinity = (op(BPF_RET_K, SECCOMP_RET_ALLOW), op(BPF_RET_K, SECCOMP_RET_ERRNO | EACCES),
+                                       op(BPF_RET_K, SECCOMP_RET_ERRNO | EPERM))
+    return b"".join([
+        op(BPF_LD_W_ABS, 4), op(BPF_JEQ_K, arch, 1, 0), allow,  # another ABI: not ours to judge
+        op(BPF_LD_W_ABS, 0), op(BPF_JGE_K, 0x40000000, 0, 1), deny_affinity,  # x32 numbers
+        op(BPF_JEQ_K, nr_affinity, 0, 1), deny_affinity if affinity else allow,
+        op(BPF_JEQ_K, nr_socket, 0, 3),
+        op(BPF_LD_W_ABS, 16), op(BPF_JEQ_K, AF_UNIX, 0, 1), deny_unix,
+        allow,
+    ])
+
+
+def refuse_system_calls(fixed_cpus: bool) -> str:
+    """Install the seccomp filter (after everything that needs those calls); says what applied."""
+    if SECCOMP_ARCH is None:
+        return f"not filtered (no seccomp table for {os.uname().machine})"
+    program = seccomp_program(*SECCOMP_ARCH, affinity=fixed_cpus)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    try:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
+                           ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
+    except OSError as exc:
+        return f"not filtered (seccomp refused: {exc.strerror})"
+    return "no Unix sockets (socket(AF_UNIX) refused)" + ("; CPU affinity fixed" if fixed_cpus else "")
 
 
 def drop_capabilities() -> None:
@@ -329,11 +379,12 @@ class Watchdog:
                 self.kill()
                 return
 
-    def kill(self) -> None:
-        """SIGKILL every process of the tree until none is left; reap the orphans."""
+    def kill(self) -> bool:
+        """SIGKILL every process of the tree until none is left; reap the orphans. False when some
+        process was still alive after every attempt (the caller must not trust what it left)."""
         with self.lock:
             empty = 0
-            for _ in range(100):
+            for _ in range(KILL_ROUNDS):
                 table = self.table()
                 alive = [pid for pid, (_, state) in table.items() if state not in "ZX"]
                 for pid in alive:
@@ -346,9 +397,10 @@ class Watchdog:
                 # children and then its dying parent's is in neither list, but in the next walk.
                 empty = 0 if alive else empty + 1
                 if empty == 2:
-                    return
+                    return True
                 if alive:
                     time.sleep(0.01)
+            return False
 
     def reap(self, table: dict[int, tuple[int, str]]) -> None:
         """Collect the orphans that became the runner's children (never the root: Popen waits for it)."""

@@ -48,6 +48,10 @@ class PickleFacts:
     recorded: dict[str, str] = field(default_factory=dict)
     last_string: str = ""
     depth: int = 0  # pickles nested in library state (torch storages) are scanned too
+    nested_bytes: int = 0  # bytes of nested pickles read so far, against MAX_NESTED_BYTES
+    opcodes: int = 0  # opcodes read (a nested scan that fails after the first is a damaged pickle)
+    #: what the scan itself refuses: nesting too deep, too large, or a nested pickle not readable whole
+    refusals: list[Unsafe] = field(default_factory=list)
 
     @property
     def modules(self) -> set[str]:
@@ -60,7 +64,14 @@ class PickleFacts:
         found = [(module, name, unsafe_reason(module, name)) for module, name in sorted(self.globals)]
         found += [(module, f"{name}(...)(...)", unsafe_call_reason(module, name))
                   for module, name in sorted(self.calls_of_results)]
-        return [Unsafe(module, name, reason) for module, name, reason in found if reason]
+        return [Unsafe(module, name, reason) for module, name, reason in found if reason] + self.refusals
+
+    def merge(self, inner: PickleFacts) -> None:
+        """Take in what a nested pickle's scan found (also when it stopped halfway)."""
+        self.globals |= inner.globals
+        self.calls_of_results |= inner.calls_of_results
+        self.refusals += inner.refusals
+        self.nested_bytes = inner.nested_bytes
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,14 @@ def scan_bytes(data: bytes) -> PickleFacts:
     return scan_stream(io.BytesIO(data))
 
 
-def scan_stream(stream: Any, depth: int = 0) -> PickleFacts:
-    """scan_bytes of the one pickle at the stream's position (which ends after its STOP)."""
-    facts = PickleFacts(depth=depth)
+def scan_stream(stream: Any, depth: int = 0, facts: PickleFacts | None = None) -> PickleFacts:
+    """scan_bytes of the one pickle at the stream's position (which ends after its STOP); into
+    ``facts`` when given, so that what was read before an error is kept."""
+    facts = PickleFacts(depth=depth) if facts is None else facts
     stack: list[object] = []
     memo: dict[object, object] = {}
     for op, arg, _pos in pickletools.genops(stream):
+        facts.opcodes += 1
         step(op, arg, stack, memo, facts)
     return facts
 
@@ -199,27 +212,66 @@ def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> o
     return Call(func, args)
 
 
+#: The doctor runs unconfined in the runner: what it reads of pickles nested in a library's state
+#: is capped, so a small pickle cannot make it decompress or scan without bound (a zip bomb).
+#: Beyond the caps the pickle is refused (unsafe), as is nesting deeper than MAX_NESTING.
+MAX_NESTED_BYTES = 64 << 20  # all nested pickles of one pickle, decompressed (torch's data.pkl: KBs)
+MAX_NESTING = 3
+
+
 def scan_nested(data: bytes, facts: PickleFacts) -> None:
     """The pickles inside bytes a library unpickles: a torch zip's data.pkl, or a stream of pickles."""
     import io
+
+    if facts.depth >= MAX_NESTING:
+        refuse(facts, "pickles nested deeper than the doctor reads")
+        return
+    try:
+        blobs = nested_blobs(data, facts)
+    except Exception as exc:  # a damaged archive: what the library would make of it is unknown
+        refuse(facts, f"a nested archive that cannot be read ({describe(exc)})")
+        return
+    for blob in blobs:
+        stream, first = io.BytesIO(blob), True
+        while stream.tell() < len(blob):
+            inner = PickleFacts(depth=facts.depth + 1, nested_bytes=facts.nested_bytes)
+            try:
+                scan_stream(stream, facts=inner)
+            except Exception as exc:
+                facts.merge(inner)  # what it would run before the damage, it runs
+                if first or inner.opcodes:
+                    refuse(facts, f"a nested pickle that cannot be read whole ({describe(exc)})")
+                break  # raw tensor bytes follow the legacy format's whole pickles
+            facts.merge(inner)
+            first = False
+
+
+def nested_blobs(data: bytes, facts: PickleFacts) -> list[bytes]:
+    """The pickles of a zip (its .pkl members) or ``data`` itself, within MAX_NESTED_BYTES."""
+    import io
     import zipfile
 
-    if facts.depth >= 3:
-        facts.globals.add(("pickle", "loads"))  # deeper nesting is itself a reason to refuse
-        return
-    blobs = [data]
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            blobs = [archive.read(name) for name in archive.namelist() if name.endswith(".pkl")]
-    for blob in blobs:
-        stream = io.BytesIO(blob)
-        while stream.tell() < len(blob):
-            try:
-                inner = scan_stream(stream, facts.depth + 1)
-            except Exception:
-                break  # raw tensor bytes follow the legacy format's pickles
-            facts.globals |= inner.globals
-            facts.calls_of_results |= inner.calls_of_results
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return [take(facts, data)]
+    blobs = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".pkl"):
+                with archive.open(info) as member:  # read at most the cap: a header may lie
+                    blobs.append(take(facts, member.read(MAX_NESTED_BYTES - facts.nested_bytes + 1)))
+    return blobs
+
+
+def take(facts: PickleFacts, blob: bytes) -> bytes:
+    """Count ``blob`` against the cap; over it, nothing more is read."""
+    facts.nested_bytes += len(blob)
+    if facts.nested_bytes > MAX_NESTED_BYTES:
+        raise ValueError(f"nested pickles over {MAX_NESTED_BYTES >> 20} MiB")
+    return blob
+
+
+def refuse(facts: PickleFacts, reason: str) -> None:
+    facts.refusals.append(Unsafe("pickle", "loads", reason))
 
 
 def note_recorded(value: str | bytes | bytearray, facts: PickleFacts) -> None:

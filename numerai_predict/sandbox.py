@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from numerai_predict.errors import (
@@ -40,8 +40,15 @@ if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
 
 log = logging.getLogger("numerai_predict")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The model does not need credentials: keep them out of its environment.
-SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|AWS_", re.IGNORECASE)
+# The model's environment is an allowlist: what Python, the locale and the ML libraries' thread
+# pools read. Anything else (credentials, agent and bus sockets, database URLs) stays with the runner.
+MODEL_ENVIRONMENT = re.compile(
+    r"PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TERM|LC_\w+|PYTHON\w*|CONDA_PREFIX|LD_LIBRARY_PATH|GIT_REF"
+    r"|\w+_NUM_THREADS|OMP_\w+|KMP_\w+|MKL_\w+|OPENBLAS_\w+|NUMEXPR_\w+|NUMBA_\w+|JOBLIB_\w+|LOKY_\w+"
+    r"|TF_CPP_MIN_LOG_LEVEL|TF_ENABLE_ONEDNN_OPTS|KERAS_BACKEND|CUDA_VISIBLE_DEVICES|MPLBACKEND")
+# One protocol message at most: the model's process shares the channel and could send an endless line.
+MESSAGE_CAP = 1 << 20
+TEXT_CAP = 4000  # characters of a reported message or advice kept (details: 10x)
 
 
 class Limits(NamedTuple):
@@ -61,14 +68,15 @@ class ModelProcess:
         from numerai_predict.isolation import Watchdog, protect_runner
 
         self.secrets = protect_runner() if limits.isolate else "not protected (--no-isolation)"
-        env = {k: v for k, v in os.environ.items() if not SECRET_NAMES.search(k)}
+        env = model_environment(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         env["TMPDIR"] = env["XDG_CACHE_HOME"] = scratch  # the one place the model may write
         command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus)]
         command += (["--no-isolation"] if not limits.isolate else []) + (["--debug"] if debug else [])
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
         self.requests, self.replies = self.proc.stdin, self.proc.stdout
+        self.pending = b""  # bytes read from the child past its last whole line
         self.watchdog = Watchdog(self.proc.pid, limits.max_memory)
         self.limits = limits
         self.timeout = limits.timeout
@@ -79,7 +87,9 @@ class ModelProcess:
         self.confinement: dict[str, str] = {}
         self.report["isolation"] = self.isolation()
         try:
-            self.confinement = self.receive("isolated")["facts"]
+            facts = self.receive("isolated").get("facts")
+            self.confinement = {str(k)[:100]: str(v)[:TEXT_CAP] for k, v in facts.items()} \
+                if isinstance(facts, dict) else {}
         except BaseException:
             self.__exit__()
             raise
@@ -110,42 +120,89 @@ class ModelProcess:
 
     def arity(self) -> int:
         """Wait for the model to load; returns how many arguments it takes."""
-        arity = int(self.receive("ready")["arity"])
+        arity = self.receive("ready").get("arity")
+        if arity not in (1, 2) or isinstance(arity, bool):
+            raise self.invalid(f"arity {arity!r}")
         self.loading = time.monotonic() - self.started
-        return arity
+        return int(arity)
 
     def predict(self, features: str, benchmarks: str | None, out: str) -> int:
         """Run the model on the live data files; predictions land in ``out``."""
         if self.timeout:  # downloading the data in between does not count against the model
             self.deadline = time.monotonic() + self.timeout - self.loading
         try:
-            self.requests.write(json.dumps({"features": features, "benchmarks": benchmarks, "out": out}) + "\n")
+            request = {"features": features, "benchmarks": benchmarks, "out": out}
+            self.requests.write(json.dumps(request).encode() + b"\n")
             self.requests.flush()
         except BrokenPipeError:
             pass  # the child died; receive() says how
-        rows = int(self.receive("done")["rows"])
-        self.watchdog.kill()  # nothing of the model may outlive its answer (and touch it after)
+        rows = self.receive("done").get("rows")
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise self.invalid(f"rows {rows!r}")
+        # Nothing of the model may outlive its answer (and touch its output after): a tree that
+        # will not die fails the run, its output unread.
+        if not self.watchdog.kill():
+            raise ModelCrashedError("a process of the model could not be ended; its output is not delivered")
         return rows
 
     def receive(self, expected: str) -> dict[str, Any]:
-        """The child's next message: a JSON object, its values as JSON decoded them."""
-        self.wait_for_output()
-        line = self.replies.readline()
+        """The child's next message: a JSON object, its values as JSON decoded them. Untrusted: the
+        model's code runs in that process, so a message may be forged; only model-level errors are
+        taken from it (errors.error_from_name), and the runner checks the predictions again."""
+        line = self.read_line()
         try:
             message = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             message = {}
         if not isinstance(message, dict):  # valid JSON, but not a message: e.g. 'null'
             message = {}
         if message.get("event") == expected:
             return message
         if message.get("event") == "error":
-            raise error_from_name(message["error"], message["message"], message.get("advice"),
-                                  message.get("details", ""))
+            self.watchdog.kill()
+            raise error_from_name(str(message.get("error")), capped(message.get("message"), TEXT_CAP),
+                                  capped(message.get("advice"), TEXT_CAP) or None,
+                                  capped(message.get("details"), 10 * TEXT_CAP))
+        if line and self.proc.poll() is None:  # something else while it still runs
+            raise self.invalid(f"message {line[:80]!r}")
+        status = self.exit_status()
         if self.watchdog.exceeded:
-            self.proc.wait()
             raise ModelMemoryError(self.memory_message())
-        raise death(self.proc.wait())
+        raise death(status)
+
+    def exit_status(self) -> int:
+        """The child's exit status, waited for within the deadline: a model may close the channel and
+        run on."""
+        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            return self.proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            self.watchdog.kill()
+            raise self.timed_out() from None
+
+    def timed_out(self) -> ModelTimeoutError:
+        return ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
+
+    def read_line(self) -> bytes:
+        """The child's next line, read under the deadline and at most MESSAGE_CAP bytes long; b""
+        when the child closed its end first (a half line is no message)."""
+        fd = self.replies.fileno()
+        while b"\n" not in self.pending:
+            if len(self.pending) > MESSAGE_CAP:
+                raise self.invalid(f"message over {MESSAGE_CAP >> 20} MiB")
+            self.wait_for_output()
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.pending = b""
+                return b""
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line
+
+    def invalid(self, what: str) -> ModelCrashedError:
+        """The child broke the protocol (the model's code forged or garbled a message): stop it."""
+        self.watchdog.kill()
+        return ModelCrashedError(f"the model process broke numerai-predict's protocol ({what}); it was stopped")
 
     def memory_message(self) -> str:
         from numerai_predict.isolation import human_bytes
@@ -160,7 +217,16 @@ class ModelProcess:
         ready, _, _ = select.select([self.replies], [], [], max(0.0, self.deadline - time.monotonic()))
         if not ready:
             self.watchdog.kill()
-            raise ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
+            raise self.timed_out()
+
+
+def capped(value: object, limit: int) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def model_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The runner's environment as the model gets it: the allowed names only."""
+    return {k: v for k, v in environ.items() if MODEL_ENVIRONMENT.fullmatch(k)}
 
 
 def death(returncode: int) -> ModelCrashedError:

@@ -156,3 +156,78 @@ def counts_cpus(live_features):
 
 def exits_quietly(live_features):
     os._exit(0)
+
+
+def control_pipes() -> list[int]:
+    """The write ends of pipes this process holds beyond stdout and stderr: the runner's channel."""
+    import fcntl
+    import stat
+
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_WRONLY:
+                found.append(fd)
+        except OSError:
+            pass
+    return found
+
+
+def speaks_on_the_channel(payload: bytes, then: str = "sleep"):
+    """Writes ``payload`` on every control pipe it finds, then sleeps a minute, exits 0 or answers 0.5."""
+    def predict(live_features):
+        for fd in control_pipes():
+            os.write(fd, payload)
+        print(f"CHANNEL {control_pipes()}", file=sys.stderr, flush=True)
+        if then == "sleep":
+            time.sleep(60)
+        elif then == "exit":
+            os._exit(0)
+        return answer(live_features, 0.5)
+    return predict
+
+
+def forges_done(live_features):
+    """Writes out-of-range predictions where the runner reads them and says it is done, then exits."""
+    out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+    answer(live_features, 7.0).to_parquet(out)
+    for fd in control_pipes():
+        os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
+    os._exit(0)
+
+
+def reads_environment(names):
+    """Predicts 1 if any of ``names`` is in its environment (prints which)."""
+    def predict(live_features):
+        found = [name for name in names if name in os.environ]
+        print(f"ENVIRONMENT {found}", file=sys.stderr, flush=True)
+        return answer(live_features, bool(found))
+    return predict
+
+
+def unix_socket(path):
+    """Predicts 1 if it reached the Unix socket at ``path`` (Docker's, D-Bus's, Ray's are such), else 0;
+    a socketpair, which multiprocessing and asyncio use, must keep working."""
+    def predict(live_features):
+        import socket
+
+        left, right = socket.socketpair()
+        left.close(), right.close()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(path)
+            return answer(live_features, 1)
+        except OSError as exc:
+            print(f"UNIX {exc!r}", file=sys.stderr, flush=True)
+            return answer(live_features, 0)
+    return predict
+
+
+def widens_cpus(live_features):
+    """Asks for every CPU of the machine, then predicts how many it may run on, divided by 1000."""
+    try:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    except OSError as exc:
+        print(f"AFFINITY {exc!r}", file=sys.stderr, flush=True)
+    return answer(live_features, len(os.sched_getaffinity(0)) / 1000)

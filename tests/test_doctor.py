@@ -392,3 +392,42 @@ def test_pickles_nested_in_torch_storages_are_scanned(tmp_path):
     path = tmp_path / "t.pkl"
     path.write_bytes(b"\x80\x03ctorch.storage\n_load_from_bytes\nC" + bytes([len(inner)]) + inner + b"\x85R.")
     assert ("os", "system") in {(u.module, u.name) for u in inspect_pickle(str(path)).unsafe}
+
+
+def torch_storage_of(blob: bytes) -> bytes:
+    """A pickle that hands ``blob`` to torch.storage._load_from_bytes (torch.load of it)."""
+    return (b"\x80\x04ctorch.storage\n_load_from_bytes\nB" + len(blob).to_bytes(4, "little") + blob
+            + b"\x85R.")
+
+
+def test_a_nested_pickle_cut_short_is_refused_with_what_it_ran(tmp_path):
+    """Trailing garbage inside a nested pickle made its scan fail, and the scan's findings were dropped:
+    os.system ran on load. What was read before the damage counts, and the damage itself is unsafe."""
+    inner = b"cos\nsystem\n(S'touch x'\ntR" + b"\xff\xfe not a pickle"
+    path = tmp_path / "t.pkl"
+    path.write_bytes(torch_storage_of(inner))
+    unsafe = inspect_pickle(str(path)).unsafe
+    assert ("os", "system") in {(u.module, u.name) for u in unsafe}
+    assert any("a nested pickle that cannot be read whole" in u.reason for u in unsafe)
+    assert predict.main(["--model", str(path), "--output_dir", str(tmp_path)]) == 16  # refused, not loaded
+
+
+def test_a_zip_bomb_in_a_nested_pickle_is_refused_unread(tmp_path):
+    """A small pickle whose nested zip inflates far beyond the cap: the doctor (unconfined, in the runner)
+    stops at the cap and refuses it, instead of inflating it all."""
+    import io
+    import zipfile
+
+    from numerai_predict.pickles import MAX_NESTED_BYTES
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bomb, bomb.open("archive/data.pkl", "w") as member:
+        chunk = bytes(1 << 20)
+        for _ in range((MAX_NESTED_BYTES >> 20) * 4):
+            member.write(chunk)
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(torch_storage_of(archive.getvalue()))
+    assert path.stat().st_size < MAX_NESTED_BYTES // 64
+    unsafe = inspect_pickle(str(path)).unsafe
+    assert [u.reason for u in unsafe if u.module == "pickle"] == [
+        f"a nested archive that cannot be read (ValueError: nested pickles over {MAX_NESTED_BYTES >> 20} MiB)"]
