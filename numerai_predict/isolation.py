@@ -31,9 +31,17 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
+from typing import NoReturn
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+# mount(2) and mount_setattr(2) (linux/mount.h); mount_setattr is 442 on x86_64 and arm64.
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
+# The device files a model may write (Landlock); every other device stays read-only or out of reach.
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -69,12 +77,17 @@ def _prctl(option: int, value: int = 0) -> int:
 # ---- the child: confine before loading the model --------------------------
 
 
-def confine(scratch: str, cpus: int, isolate: bool) -> dict[str, str]:
-    """Confine this (still single-threaded) process; returns what is in force, by aspect."""
+def confine(scratch: str, cpus: int, isolate: bool, shm_bytes: int = 0) -> dict[str, str]:
+    """Confine this (still single-threaded) process; returns what is in force, by aspect. With
+    namespaces, this process forks: it stays behind as the parent (mirroring the model's exit) and
+    the caller goes on as the first process of a PID namespace of its own."""
     facts = {"cpus": limit_cpus(cpus)}
     if not isolate:
         return facts | {"network": "not isolated (--no-isolation)", "writes": "not confined (--no-isolation)"}
     facts["network"] = own_network()
+    if facts["network"].startswith("none (own network namespace, loopback only)"):
+        facts["filesystem"] = own_filesystem(scratch, shm_bytes)
+        facts["processes"] = own_processes()
     facts["writes"] = writes_only_in(scratch)
     drop_capabilities()
     facts["system_calls"] = refuse_system_calls(cpus > 0)
@@ -93,7 +106,7 @@ def own_network() -> str:
     """A new user + network namespace: no interface but a loopback of its own."""
     uid, gid = os.getuid(), os.getgid()
     try:
-        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
+        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID), "unshare")
     except OSError as exc:
         return (f"not isolated by numerai-predict (namespaces refused: {exc.strerror}); "
                 "the container's --network none is the isolation")
@@ -105,6 +118,90 @@ def own_network() -> str:
     except OSError as exc:
         return f"none (own network namespace; its setup failed: {exc})"
     return "none (own network namespace, loopback only)"
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(c_string(source), target.encode(), c_string(fstype), ctypes.c_ulong(flags), c_string(data)),
+           f"mount {target}")
+
+
+def c_string(value: str | None) -> bytes | None:
+    return None if value is None else value.encode()
+
+
+def set_read_only(path: str, read_only: bool) -> None:
+    """mount_setattr(2) on ``path`` and every mount under it."""
+    attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
+    _check(_libc.syscall(SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(), ctypes.c_uint(AT_RECURSIVE),
+                         attr, ctypes.c_size_t(len(attr))), f"mount_setattr {path}")
+
+
+def own_filesystem(scratch: str, shm_bytes: int) -> str:
+    """In the model's own mount namespace: everything read-only but the scratch directory (so chmod,
+    utime and chown fail outside it too, which Landlock does not cover); a private /dev/shm of at most
+    ``shm_bytes`` (gone with the model, and counted against --max-memory by the Watchdog); an empty
+    /run (the host's sockets and pid files out of sight)."""
+    try:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host
+        mount(scratch, scratch, None, MS_BIND | MS_REC)
+        size = f",size={shm_bytes}" if shm_bytes else ""
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777{size}")
+        for run in ("/run", "/var/run"):
+            if os.path.isdir(run) and not os.path.islink(run):
+                mount("tmpfs", run, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=1m")
+        set_read_only("/", True)
+        for writable in (scratch, "/dev/shm"):
+            set_read_only(writable, False)
+    except OSError as exc:
+        return f"not confined by a mount namespace ({exc.strerror or exc})"
+    return "read-only but the scratch directory; private /dev/shm and /run"
+
+
+def own_processes() -> str:
+    """Fork into the PID namespace made by own_network. Its first process (the namespace's init, which
+    ignores signals it sends itself, so never the model) mounts a /proc of its own and forks the
+    process that goes on: other processes, their command lines and environments are out of its sight,
+    it has no controlling terminal, and all it leaves dies with it. Both processes left behind only
+    wait and end as it ended; they never run model code."""
+    child = os.fork()
+    if child:
+        mirror(child, from_init=True)
+    try:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        proc = "own PID namespace and /proc"
+    except OSError as exc:
+        proc = f"own PID namespace, but the host's /proc ({exc.strerror})"
+    child = os.fork()
+    if child:
+        mirror(child, as_init=True)
+    os.setsid()  # no controlling terminal: no TIOCSTI into the caller's shell
+    return proc + "; no controlling terminal"
+
+
+def mirror(child: int, as_init: bool = False, from_init: bool = False) -> NoReturn:
+    """Wait for ``child`` (reaping any orphan meanwhile) and end as it ended: its exit status, or its
+    signal. A namespace's init cannot kill itself with a signal, so it exits 128 + the signal's number
+    (``as_init``) and its parent turns that back into the signal (``from_init``)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the runner ends the tree; this one only reports
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(1)
+        if pid == child and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+            break
+    code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
+    if as_init and code < 0:
+        os._exit(128 - code)
+    if from_init and 128 < code < 128 + signal.NSIG:
+        code = 128 - code
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 1)
 
 
 def write_file(path: str, text: str) -> None:
@@ -141,7 +238,8 @@ def writes_only_in(scratch: str) -> str:
     try:
         allow(ruleset, scratch, handled)
         allow(ruleset, "/dev/shm", handled)  # POSIX semaphores and shared memory (multiprocessing)
-        allow(ruleset, "/dev", ACCESS_FS_WRITE_FILE | (ACCESS_FS_TRUNCATE if abi >= 3 else 0))  # /dev/null & co
+        for device in DEVICES:  # never a disk, the kernel log or a terminal
+            allow(ruleset, device, ACCESS_FS_WRITE_FILE | (ACCESS_FS_TRUNCATE if abi >= 3 else 0))
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
     finally:
@@ -322,6 +420,18 @@ def resident_bytes(pid: int) -> int:
     return total
 
 
+def private_shm_bytes(pid: int) -> int:
+    """What the files in the model's own /dev/shm hold (a tmpfs: memory, though no process maps it);
+    0 when the model shares the runner's mount namespace (the host's /dev/shm is not its alone)."""
+    try:
+        if os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino:
+            return 0
+        shm = os.statvfs(f"/proc/{pid}/root/dev/shm")
+    except OSError:
+        return 0
+    return (shm.f_blocks - shm.f_bfree) * shm.f_frsize
+
+
 class Watchdog:
     """The model's process tree: its peak memory, --max-memory, and its end."""
 
@@ -372,7 +482,7 @@ class Watchdog:
 
     def watch(self) -> None:
         while not self.stopped.wait(POLL_SECONDS):
-            used = sum(resident_bytes(pid) for pid in self.table())
+            used = sum(resident_bytes(pid) for pid in self.table()) + private_shm_bytes(self.root)
             self.peak = max(self.peak, used)
             if self.max_memory and used > self.max_memory:
                 self.exceeded = True

@@ -217,6 +217,7 @@ def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> o
 #: Beyond the caps the pickle is refused (unsafe), as is nesting deeper than MAX_NESTING.
 MAX_NESTED_BYTES = 64 << 20  # all nested pickles of one pickle, decompressed (torch's data.pkl: KBs)
 MAX_NESTING = 3
+LEGACY_PICKLES = 5
 
 
 def scan_nested(data: bytes, facts: PickleFacts) -> None:
@@ -232,18 +233,20 @@ def scan_nested(data: bytes, facts: PickleFacts) -> None:
         refuse(facts, f"a nested archive that cannot be read ({describe(exc)})")
         return
     for blob in blobs:
-        stream, first = io.BytesIO(blob), True
-        while stream.tell() < len(blob):
+        stream = io.BytesIO(blob)
+        # torch.load reads at most LEGACY_PICKLES pickles of a stream (its legacy format: magic number,
+        # protocol, system info, the object, storage keys); raw tensor bytes follow, never unpickled.
+        for _ in range(LEGACY_PICKLES):
+            if stream.tell() >= len(blob):
+                break
             inner = PickleFacts(depth=facts.depth + 1, nested_bytes=facts.nested_bytes)
             try:
                 scan_stream(stream, facts=inner)
             except Exception as exc:
                 facts.merge(inner)  # what it would run before the damage, it runs
-                if first or inner.opcodes:
-                    refuse(facts, f"a nested pickle that cannot be read whole ({describe(exc)})")
-                break  # raw tensor bytes follow the legacy format's whole pickles
+                refuse(facts, f"a nested pickle that cannot be read whole ({describe(exc)})")
+                break
             facts.merge(inner)
-            first = False
 
 
 def nested_blobs(data: bytes, facts: PickleFacts) -> list[bytes]:

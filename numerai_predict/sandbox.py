@@ -71,7 +71,8 @@ class ModelProcess:
         env = model_environment(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         env["TMPDIR"] = env["XDG_CACHE_HOME"] = scratch  # the one place the model may write
-        command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus)]
+        command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus),
+                   str(limits.max_memory)]
         command += (["--no-isolation"] if not limits.isolate else []) + (["--debug"] if debug else [])
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
@@ -250,10 +251,10 @@ def child_main(argv: list[str]) -> int:
     """Entry point of the child: confine itself, load, report arity, predict on request."""
     from numerai_predict.isolation import confine
 
-    model_path, scratch, cpus = argv[0], argv[1], int(argv[2])
+    model_path, scratch, cpus, max_memory = argv[0], argv[1], int(argv[2]), int(argv[3])
     control = os.fdopen(os.dup(1), "w", buffering=1)
     # First, while this process is one thread and holds no model code.
-    send(control, event="isolated", facts=confine(scratch, cpus, "--no-isolation" not in argv))
+    send(control, event="isolated", facts=confine(scratch, cpus, "--no-isolation" not in argv, max_memory))
     os.dup2(2, 1)  # whatever the model prints goes to stderr, not into the protocol
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

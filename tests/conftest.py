@@ -26,6 +26,17 @@ def project_tool() -> list[str]:
     return ["pixi"]
 
 
+@pytest.fixture(scope="session")
+def kernel():
+    """What this kernel allows an unprivileged process, tried in a throwaway one."""
+    import json
+
+    probe = ("import json\nfrom numerai_predict import isolation\n"
+             "print(json.dumps({'landlock': isolation.landlock_abi(), 'network': isolation.own_network()}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
 @pytest.fixture(autouse=True)
 def own_environment_only(monkeypatch):
     """A test runs models in its own environment only, unless it asks for others (`environments`):

@@ -231,3 +231,28 @@ def widens_cpus(live_features):
     except OSError as exc:
         print(f"AFFINITY {exc!r}", file=sys.stderr, flush=True)
     return answer(live_features, len(os.sched_getaffinity(0)) / 1000)
+
+
+def fills_shm(mib):
+    """Writes ``mib`` MiB into /dev/shm (memory no process maps), 50 MiB at a time, then holds it."""
+    def predict(live_features):
+        with open("/dev/shm/numerai-predict-test-fill", "wb") as handle:
+            for _ in range(mib // 50):
+                handle.write(bytes(50 << 20))
+                handle.flush()
+                time.sleep(0.3)
+        time.sleep(30)
+        return answer(live_features, 0.5)
+    return predict
+
+
+def chmods(path):
+    """Predicts 1 if it could chmod ``path`` (outside scratch: Landlock does not cover metadata), else 0."""
+    def predict(live_features):
+        try:
+            os.chmod(path, 0o000)
+            return answer(live_features, 1)
+        except OSError as exc:
+            print(f"CHMOD {exc!r}", file=sys.stderr, flush=True)
+            return answer(live_features, 0)
+    return predict

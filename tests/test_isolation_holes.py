@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 import hostile_models
 import pytest
+from conftest import ROOT
 from test_predict import local_data, read_predictions, run
+
+from numerai_predict import errors
 
 
 @pytest.mark.parametrize("isolation, reached", [([], 0), (["--no-isolation"], 1)], ids=["isolated", "no-isolation"])
@@ -38,3 +43,57 @@ def test_the_model_cannot_widen_its_cpus(capfd, live_files, pickle_of, out_dir):
     assert code == 0, err
     assert ((read_predictions(out_dir)["prediction"] * 1000).round() == 1).all(), err
     assert "AFFINITY PermissionError" in err
+
+
+def needs_namespaces(kernel):
+    if not kernel["network"].startswith("none"):
+        pytest.skip(f"namespaces unavailable here: {kernel['network']}")
+
+
+def test_metadata_outside_scratch_cannot_change(capfd, live_files, pickle_of, out_dir, tmp_path, kernel):
+    """chmod is not a write for Landlock: a read-only mount namespace refuses it outside scratch."""
+    needs_namespaces(kernel)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    victim.chmod(0o644)
+    code, err = run(capfd, "--model", pickle_of(hostile_models.chmods(str(victim))), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0).all() and "Read-only file system" in err
+    assert victim.stat().st_mode & 0o777 == 0o644
+
+
+def test_dev_shm_counts_against_max_memory_and_goes_with_the_model(capfd, live_files, pickle_of, out_dir, kernel):
+    """1,200 MiB written to /dev/shm under --max-memory 1g exited 0 and stayed on the host: now the model's
+    /dev/shm is its own tmpfs, counted with its memory (exit 33), gone with it."""
+    needs_namespaces(kernel)
+    code, err = run(capfd, "--model", pickle_of(hostile_models.fills_shm(600)), *local_data(live_files),
+                    "--output_dir", out_dir, "--max-memory", "400m")
+    assert code == errors.ModelMemoryError.exit_code, err
+    assert not os.path.exists("/dev/shm/numerai-predict-test-fill")
+
+
+def test_the_model_sees_no_other_process(live_files, pickle_of, out_dir, kernel, tmp_path):
+    """A presigned POST on a wrapper's command line (`pixi run ... predict --post_data ...`): the model's
+    own /proc shows its own processes only, so no ancestor's command line or environment."""
+    needs_namespaces(kernel)
+    marker = "wrapper-secret-" + os.urandom(4).hex()
+    model = pickle_of(hostile_models.reads_secrets(marker))
+    wrapper = ("import subprocess, sys; sys.exit(subprocess.run([sys.executable, 'predict.py', *sys.argv[2:]])"
+               ".returncode)")
+    result = subprocess.run([sys.executable, "-c", wrapper, marker, "--model", model, *local_data(live_files),
+                             "--output_dir", str(out_dir)], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, WRAPPER_SECRET=marker))
+    assert result.returncode == 0, result.stderr
+    assert "SECRETS FOUND []" in result.stderr
+    assert (read_predictions(out_dir)["prediction"] == 0).all()
+
+
+def test_devices_other_than_the_harmless_ones_are_not_writable(capfd, live_files, pickle_of, out_dir, kernel):
+    """As root with capabilities dropped, a disk, the kernel log and a terminal opened for writing."""
+    if not kernel["landlock"]:
+        pytest.skip("Landlock is unavailable in this kernel")
+    code, err = run(capfd, "--model", pickle_of(hostile_models.writes("/dev/kmsg")), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0).all()
