@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from functools import cache
@@ -214,7 +215,11 @@ def locked(path: str):
     """Hold an exclusive lock on ``path``.lock: one builder of a folder at a time, across processes."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"pypi_env: waiting for another build of {os.path.basename(path)} ...", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -364,7 +369,7 @@ def link_by_name(env: str, prefix: str) -> None:
         return
     if os.path.exists(link) and not os.path.islink(link):  # a prefix of an older twin, named ENV
         shutil.rmtree(link, ignore_errors=True)
-    temporary = f"{link}.{os.getpid()}.link"
+    temporary = f"{link}.{os.getpid()}.{threading.get_ident()}.link"
     os.symlink(os.path.basename(prefix), temporary)
     os.replace(temporary, link)
 

@@ -139,16 +139,6 @@ def in_clone(command: str) -> bool:
         (words[0] == "python3" and words[1] == "containers/pypi_env.py")
 
 
-def test_readme_leads_with_the_cards_commands():
-    """The first code block is the card's three commands, as written there."""
-    first_block = []
-    for number, command in code_commands():
-        if first_block and number > first_block[-1][0] + 1:
-            break
-        first_block.append((number, command))
-    assert [command for _, command in first_block] == CARD  # test-all: .ci/run runs its twin (test_ci_config)
-
-
 def test_local_commands_name_the_clone_as_readme_says():
     """pixi finds no manifest in the user's folder: each pixi line names the clone's, the twin's
     its script there, both under the one path README gives for the clone; or it is the card's,
