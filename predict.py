@@ -146,6 +146,18 @@ def write_report(path: str | None, **fields: object) -> None:
         log.warning("could not write report %s: %s", path, exc)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (a round's stop, `docker stop`) ends the run as Ctrl-C does: the model's whole process
+    tree is killed on the way out, never left running."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run predict.py; the one place failures become messages and exit codes."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True)
@@ -155,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     log.setLevel(logging.DEBUG if debug else logging.INFO)
+    stop_on_sigterm()
     try:
         opts = parse_args(argv)
         log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF", "dev"), sys.version.split()[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import NamedTuple, NoReturn
 
 from numerai_predict.errors import UsageError, WriteError
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--post_url", help="URL of a presigned S3 POST to upload the predictions to")
     parser.add_argument("--post_data", metavar="URLENCODED",
-                        help="urlencoded fields of the presigned POST (required with --post_url)")
+                        help="urlencoded fields of the presigned POST (required with --post_url); '-' reads "
+                        "them from standard input, off the command line, which every process of the machine "
+                        "can read")
     parser.add_argument("--report", metavar="PATH",
                         help="also write a JSON report of the run (status, exit code, error, CSV path)")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
@@ -103,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> Options:
     """Parse and check the command line; bad values raise UsageError or WriteError."""
     args = build_parser().parse_args(argv)
+    if args.post_data == "-":
+        args.post_data = sys.stdin.readline().strip()
+        if not args.post_data:
+            raise UsageError("--post_data - found no fields on standard input")
     if bool(args.post_url) != bool(args.post_data):
         raise UsageError("--post_url and --post_data must be given together")
     if args.post_url and not args.post_url.lower().startswith(("http://", "https://")):

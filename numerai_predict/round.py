@@ -73,6 +73,7 @@ GRACE_SECONDS = 300.0
 CONTAINER_ROOM = 512 << 20  # --use-images: the container's memory beyond --max-memory (the runner's own)
 IMAGES_SEEN: set[str] = set()
 
+STOP_GRACE_SECONDS = 5.0  # a stopped predict.py's time to end its model's tree before it is killed
 EXIT_OK, EXIT_USAGE, EXIT_MANIFEST, EXIT_BACKEND, EXIT_UNRUN, EXIT_BUSY, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 6, 130
 
 
@@ -331,7 +332,8 @@ def predict_command(job: Job, python: str, report: str, cpu: int | None = None) 
     flags = ["--timeout", f"{job.timeout:g}", "--max-memory", job.max_memory, "--cpus", "1"]
     flags += ["--no-isolation"] if not job.isolate else []
     if not job.use_images:
-        flags += ["--post_url", job.post_url, "--post_data", job.post_data] if job.post_url else []
+        # The POST on predict.py's standard input: a command line is readable by every process here.
+        flags += ["--post_url", job.post_url, "--post_data", "-"] if job.post_url else []
         return [python, PREDICT, "--model", job.model, "--dataset", job.features, "--benchmarks", job.benchmarks,
                 "--output_dir", job.folder, "--report", report, *flags]
     # In its image as Numerai runs it: no network at all (Docker's seccomp refuses predict.py's own
@@ -451,12 +453,15 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
         start = time.monotonic()
         with open(log_path, "wb") as output:
             try:
-                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                        pass_fds=(lock,), start_new_session=True, cwd=job.folder,
-                                        preexec_fn=die_with_parent if job.die_with_parent else None)
+                post = job.post_url and not job.use_images
+                proc = subprocess.Popen(command, stdin=subprocess.PIPE if post else subprocess.DEVNULL,
+                                        stdout=output, stderr=output, pass_fds=(lock,), start_new_session=True,
+                                        cwd=job.folder, preexec_fn=die_with_parent if job.die_with_parent else None)
             except OSError as exc:
                 return Outcome(job.id, "skipped", None, job.environment,
                                error=f"could not start predict.py: {exc.strerror or exc}", round_failure=True)
+            if post:
+                hand_over(proc, job.post_data)
             if cpu is not None:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
@@ -490,17 +495,31 @@ def finished_before(job: Job, report_path: str, log_path: str) -> Outcome | None
     return outcome
 
 
+def hand_over(proc: subprocess.Popen[bytes], post_data: str) -> None:
+    """The presigned POST's fields to predict.py (--post_data -), never on its command line."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # it died first: its report says why
+        proc.stdin.write(post_data.encode() + b"\n")
+        proc.stdin.close()
+
+
 def wait(proc: subprocess.Popen[bytes], limit: float, cancelled: threading.Event | None) -> tuple[int, Any]:
-    """Wait for predict.py (its whole session killed past ``limit`` or when cancelled): (exit code, rusage)."""
-    deadline = time.monotonic() + limit
+    """Wait for predict.py: past ``limit`` or when cancelled, asked to stop (SIGTERM: it ends the
+    model's tree itself), and STOP_GRACE_SECONDS later its whole session killed. (exit code, rusage)"""
+    deadline, asked = time.monotonic() + limit, None
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage
         if time.monotonic() > deadline or (cancelled is not None and cancelled.is_set()):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            if asked is None:
+                asked = time.monotonic()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+            elif time.monotonic() > asked + STOP_GRACE_SECONDS:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.05)
 
 

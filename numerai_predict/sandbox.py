@@ -95,6 +95,9 @@ class ModelProcess:
             self.__exit__()
             raise
         self.report["isolation"] = self.isolation()
+        if limits.isolate and os.geteuid() == 0 and not in_container():
+            log.warning("The model runs as root: it can read every file of this machine that is not hidden "
+                        "from it (disks included); run predict.py as an ordinary user")
         log.info("Model isolation: %s", "; ".join(f"{k}: {v}" for k, v in self.isolation().items()
                                                    if k != "peak_memory_bytes"))
 
@@ -219,6 +222,11 @@ class ModelProcess:
         if not ready:
             self.watchdog.kill()
             raise self.timed_out()
+
+
+def in_container() -> bool:
+    """Whether this runs in a container (Docker, Podman), where root is the container's."""
+    return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
 
 
 def capped(value: object, limit: int) -> str:

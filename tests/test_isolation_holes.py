@@ -4,13 +4,16 @@ went through it; the --no-isolation run of the same model shows the test looks i
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import hostile_models
 import pytest
 from conftest import ROOT
+from test_isolation import alive
 from test_predict import local_data, read_predictions, run
 
 from numerai_predict import errors
@@ -97,3 +100,55 @@ def test_devices_other_than_the_harmless_ones_are_not_writable(capfd, live_files
                     "--output_dir", out_dir)
     assert code == 0, err
     assert (read_predictions(out_dir)["prediction"] == 0).all()
+
+
+def test_the_post_can_come_on_standard_input(live_files, pickle_of, out_dir, server):
+    """--post_data - : the presigned POST never on a command line (the round passes it so)."""
+    url = server.route("/upload", (204, b""))
+    result = subprocess.run([sys.executable, "predict.py", "--model", pickle_of(hostile_models.counts_cpus),
+                             *local_data(live_files), "--output_dir", str(out_dir), "--post_url", url,
+                             "--post_data", "-"], cwd=ROOT, input="key=live.csv&policy=p-on-stdin\n",
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (request,) = [r for r in server.requests if r[0] == "POST"]
+    assert b"p-on-stdin" in request[3] and b'name="key"\r\n\r\nlive.csv' in request[3]
+    empty = subprocess.run([sys.executable, "predict.py", "--model", pickle_of(hostile_models.counts_cpus),
+                            "--post_url", url, "--post_data", "-"], cwd=ROOT, input="", capture_output=True,
+                           text=True)
+    assert empty.returncode == 2 and "--post_data - found no fields on standard input" in empty.stderr
+
+
+def test_sigterm_ends_the_model_tree_before_predict_py_exits(live_files, pickle_of, out_dir):
+    """A round's stop (or `docker stop`) asks predict.py to end: it kills the model's whole tree,
+    a detached grandchild included, and exits 130."""
+    model = pickle_of(hostile_models.sleeps_with_grandchild)
+    proc = subprocess.Popen([sys.executable, "predict.py", "--model", model, *local_data(live_files),
+                             "--output_dir", str(out_dir), "--no-isolation"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("GRANDCHILD"):
+            break
+    grandchild = tuple(int(x) for x in lines[-1].split()[1:3])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, "".join(lines) + proc.stderr.read()
+    assert not alive(grandchild)
+
+
+@pytest.mark.parametrize("obeys", [True, False], ids=["obeys", "ignores-sigterm"])
+def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys):
+    from numerai_predict import round as rnd
+
+    monkeypatch.setattr(rnd, "STOP_GRACE_SECONDS", 1.0)
+    marker = tmp_path / "asked"
+    handler = (f"lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0))" if obeys
+               else "signal.SIG_IGN")
+    script = f"import signal, sys, time\nsignal.signal(signal.SIGTERM, {handler})\nprint('ready', flush=True)\n" \
+             "time.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"
+    cancelled = threading.Event()
+    cancelled.set()
+    code, _ = rnd.wait(proc, 60, cancelled)
+    assert (code, marker.exists()) == ((0, True) if obeys else (-signal.SIGKILL, False))
