@@ -167,8 +167,10 @@ def test_bytecode_is_precompiled(image):
     assert int(missing) <= int(total) // 1000, examples
 
 
-def run_hostile(env: str, name: str, model: object, tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    """A hostile model (tests/hostile_models.py, cloudpickled by this Python) run as Numerai runs it."""
+def run_hostile(env: str, name: str, model: object, tmp_path, *extra: str,
+                options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """A hostile model (tests/hostile_models.py, cloudpickled by this Python) run as Numerai runs it
+    (``options``: docker run's own, before the image)."""
     import sys
 
     import hostile_models
@@ -178,7 +180,7 @@ def run_hostile(env: str, name: str, model: object, tmp_path, *extra: str) -> su
     out = writable_dir(tmp_path, "out")
     with open(os.path.join(out, "hostile.pkl"), "wb") as handle:
         handle.write(hostile_models.cloudpickle.dumps(model))
-    return docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", USER,
+    return docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--user", USER, *options,
                   "-v", f"{os.path.join(ROOT, 'examples')}:/data:ro", "-v", f"{out}:/out", name,
                   "--model", "/out/hostile.pkl", "--dataset", "/data/live.parquet",
                   "--benchmarks", "/data/live_benchmark_models.parquet", "--output_dir", "/out",
@@ -200,6 +202,20 @@ def test_memory_limit_holds_where_namespaces_are_refused(image, tmp_path):
         isolation = json.load(handle)["isolation"]
     assert isolation["peak_memory_bytes"] > 300 << 20
     assert isolation["secrets"].startswith("runner non-dumpable")
+
+
+def test_secrets_and_sockets_hold_where_namespaces_are_refused(image, tmp_path):
+    """Non-root (uid 10001), no namespaces (Docker's seccomp): what keeps the runner's environment from
+    the model is its allowlist and the runner's non-dumpable flag; the seccomp filter still applies."""
+    import hostile_models
+
+    env, name = image
+    marker = "image-secret-" + os.urandom(4).hex()
+    result = run_hostile(env, name, hostile_models.reads_secrets(marker), tmp_path,
+                         options=("-e", f"DATABASE_URL={marker}"))
+    assert result.returncode == 0, result.stderr
+    assert "SECRETS FOUND []" in result.stderr
+    assert "system_calls: no Unix sockets (socket(AF_UNIX) refused); CPU affinity fixed" in result.stderr
 
 
 def test_timeout_holds_in_the_image(image, tmp_path):

@@ -256,3 +256,42 @@ def chmods(path):
             print(f"CHMOD {exc!r}", file=sys.stderr, flush=True)
             return answer(live_features, 0)
     return predict
+
+
+def watches_for(marker, seconds):
+    """For ``seconds``, looks for ``marker`` in every command line and environment it can read (a
+    co-tenant's presigned POST while its predict.py starts); predicts 1 if it ever saw it."""
+    def predict(live_features):
+        end, found = time.monotonic() + seconds, []
+        while time.monotonic() < end and not found:
+            for path in glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ"):
+                try:
+                    with open(path, "rb") as handle:
+                        if marker.encode() in handle.read():
+                            found.append(path)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        print(f"WATCHED {found}", file=sys.stderr, flush=True)
+        return answer(live_features, bool(found))
+    return predict
+
+
+def rewrites_predictions(live_features):
+    """A grandchild waits for the predictions file the runner reads, then keeps overwriting it with
+    out-of-range values: the runner must have killed it before it reads."""
+    out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+    bad = answer(live_features, 7.0)
+
+    def overwrite():
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if os.path.exists(out):
+                try:
+                    bad.to_parquet(out)
+                except OSError:
+                    pass
+            time.sleep(0.001)
+
+    print(f"GRANDCHILD {detached(overwrite)}", file=sys.stderr, flush=True)
+    return answer(live_features, 0.5)

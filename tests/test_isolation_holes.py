@@ -152,3 +152,12 @@ def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys
     cancelled.set()
     code, _ = rnd.wait(proc, 60, cancelled)
     assert (code, marker.exists()) == ((0, True) if obeys else (-signal.SIGKILL, False))
+
+
+def test_the_tree_is_dead_before_the_runner_reads_the_output(capfd, live_files, pickle_of, out_dir):
+    """A detached grandchild rewrites the predictions file (prediction 7.0) from the moment it exists:
+    the runner kills the whole tree before reading it, so what it checks and writes is the model's."""
+    code, err = run(capfd, "--model", pickle_of(hostile_models.rewrites_predictions), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0.5).all()

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.parse
 
+import hostile_models
 import malicious_pickles
 import model_zoo
 import pytest
@@ -332,6 +333,14 @@ def test_an_image_job_runs_offline_read_only_and_limited(tmp_path):
     assert rnd.container_name(job) == rnd.container_name(rnd.Job(**{**job.__dict__, "environment": "py311"}))
 
 
+def test_a_local_job_never_puts_the_post_on_a_command_line(tmp_path):
+    """Every process of the machine reads command lines: predict.py takes the POST on its stdin."""
+    job = rnd.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), "f", "b", "https://s3.example/up",
+                  "key=k&policy=secret-policy")
+    command = rnd.predict_command(job, "python", "report.json")
+    assert command[command.index("--post_data") + 1] == "-" and "secret-policy" not in " ".join(command)
+
+
 @pytest.mark.parametrize("status, expected", [(204, ("ok", 0, "uploaded")), (403, ("failed", 60, "failed"))])
 def test_the_worker_uploads_an_images_csv(tmp_path, server, status, expected):
     """--use-images: the worker POSTs the container's CSV; a rejected upload fails the model with 60."""
@@ -383,6 +392,27 @@ def test_an_image_not_built_is_a_round_failure(tmp_path, monkeypatch):
     outcome = rnd.run_model(job)
     assert (outcome.status, outcome.exit_code, outcome.round_failure) == ("skipped", None, True)
     assert "numerai_predict_py_3_9:latest is not on this machine" in outcome.error or "docker" in outcome.error
+
+
+@pytest.mark.slow
+def test_a_co_tenant_never_sees_another_models_post(tmp_path, api, s3):
+    """Two models side by side on two workers: one watches every command line and environment it can read
+    while the other's predict.py starts with a presigned POST. The POST goes to predict.py on its standard
+    input, and the watcher's /proc shows its own processes only: it sees nothing."""
+    spy = tmp_path / "spy.pkl"
+    spy_marker = "policy-" + os.urandom(6).hex()
+    spy.write_bytes(model_zoo.dumps(hostile_models.watches_for(spy_marker, 15)))
+    url, fields = presigned(s3[1], "round/victim.csv")
+    rows = [["spy", str(spy), "", "", HERE],
+            ["victim", os.path.join(MODELS, f"model_3_{HERE[3:]}.pkl"), url, fields + "&x-spy=" + spy_marker, HERE]]
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    out = tmp_path / "out"
+    code, err = finish(driver(manifest, out, api, "--workers", "2"))
+    assert code == 0, err
+    rows, _ = report(out)
+    assert rows["victim"]["upload"] == "uploaded"
+    spied = (out / "spy" / "predict.log").read_text()
+    assert "WATCHED []" in spied and "Saved predictions" in spied
 
 
 @pytest.mark.slow
