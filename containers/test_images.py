@@ -215,6 +215,7 @@ def test_secrets_and_sockets_hold_where_namespaces_are_refused(image, tmp_path):
                          options=("-e", f"DATABASE_URL={marker}"))
     assert result.returncode == 0, result.stderr
     assert "SECRETS FOUND []" in result.stderr
+    assert "filesystem: no mount namespace of its own (namespaces refused)" in result.stderr
     assert "system_calls: no Unix sockets (socket(AF_UNIX) refused); CPU affinity fixed" in result.stderr
 
 

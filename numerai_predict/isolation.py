@@ -88,6 +88,9 @@ def confine(scratch: str, cpus: int, isolate: bool, shm_bytes: int = 0) -> dict[
     if facts["network"].startswith("none (own network namespace, loopback only)"):
         facts["filesystem"] = own_filesystem(scratch, shm_bytes)
         facts["processes"] = own_processes()
+    else:  # Docker's seccomp profile: the container's read-only root and PID namespace stand in
+        facts["filesystem"] = "no mount namespace of its own (namespaces refused)"
+        facts["processes"] = "no PID namespace of its own (namespaces refused)"
     facts["writes"] = writes_only_in(scratch)
     drop_capabilities()
     facts["system_calls"] = refuse_system_calls(cpus > 0)

@@ -161,3 +161,11 @@ def test_the_tree_is_dead_before_the_runner_reads_the_output(capfd, live_files, 
                     "--output_dir", out_dir)
     assert code == 0, err
     assert (read_predictions(out_dir)["prediction"] == 0.5).all()
+
+
+def test_root_outside_a_container_is_warned_loudly(capfd, live_files, pickle_of, out_dir):
+    code, err = run(capfd, "--model", pickle_of(hostile_models.counts_cpus), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    warned = "WARNING The model runs as root: it can read every file of this machine" in err
+    assert warned == (os.geteuid() == 0 and not os.path.exists("/.dockerenv"))
