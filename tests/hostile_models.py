@@ -20,6 +20,29 @@ def answer(live_features, value):
     return pd.DataFrame({"prediction": float(value)}, index=live_features.index)
 
 
+def tried(live_features, label, attempt):
+    """Predicts 1 if ``attempt()`` succeeded, else 0 (its error printed after ``label``)."""
+    try:
+        attempt()
+        return answer(live_features, 1)
+    except OSError as exc:
+        print(f"{label} {exc!r}", file=sys.stderr, flush=True)
+        return answer(live_features, 0)
+
+
+def proc_files_holding(marker) -> list[str]:
+    """Every /proc/<pid>/environ and cmdline this process can read that holds ``marker``."""
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(path, "rb") as handle:
+                if marker.encode() in handle.read():
+                    found.append(path)
+        except OSError:
+            pass
+    return found
+
+
 def detached(work) -> str:
     """Run ``work`` in a grandchild that left the model's session; returns "PID STARTTIME", which a
     reused pid cannot fake (pid_max may be 32768: a busy machine reuses pids within seconds)."""
@@ -105,26 +128,14 @@ def connects(port):
     def predict(live_features):
         import socket
 
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return answer(live_features, 1)
-        except OSError as exc:
-            print(f"CONNECT {exc!r}", file=sys.stderr, flush=True)
-            return answer(live_features, 0)
+        return tried(live_features, "CONNECT", lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())
     return predict
 
 
 def reads_secrets(marker):
     """Predicts 1 if ``marker`` is in any /proc/<pid>/environ or cmdline it can read; prints where."""
     def predict(live_features):
-        found = []
-        for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline"):
-            try:
-                with open(path, "rb") as handle:
-                    if marker.encode() in handle.read():
-                        found.append(path)
-            except OSError:
-                pass
+        found = proc_files_holding(marker)
         found += [f"env {k}" for k, v in os.environ.items() if marker in v]
         found += ["argv"] if marker in " ".join(sys.argv) else []
         print(f"SECRETS FOUND {found}", file=sys.stderr, flush=True)
@@ -139,13 +150,11 @@ def writes(outside):
 
         with tempfile.NamedTemporaryFile() as handle:  # the scratch directory stays writable
             handle.write(b"ok")
-        try:
+
+        def write():
             with open(outside, "w") as handle:
                 handle.write("escaped")
-            return answer(live_features, 1)
-        except OSError as exc:
-            print(f"WRITE {exc!r}", file=sys.stderr, flush=True)
-            return answer(live_features, 0)
+        return tried(live_features, "WRITE", write)
     return predict
 
 
@@ -214,13 +223,11 @@ def unix_socket(path):
 
         left, right = socket.socketpair()
         left.close(), right.close()
-        try:
+
+        def connect():
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
                 client.connect(path)
-            return answer(live_features, 1)
-        except OSError as exc:
-            print(f"UNIX {exc!r}", file=sys.stderr, flush=True)
-            return answer(live_features, 0)
+        return tried(live_features, "UNIX", connect)
     return predict
 
 
@@ -249,12 +256,7 @@ def fills_shm(mib):
 def chmods(path):
     """Predicts 1 if it could chmod ``path`` (outside scratch: Landlock does not cover metadata), else 0."""
     def predict(live_features):
-        try:
-            os.chmod(path, 0o000)
-            return answer(live_features, 1)
-        except OSError as exc:
-            print(f"CHMOD {exc!r}", file=sys.stderr, flush=True)
-            return answer(live_features, 0)
+        return tried(live_features, "CHMOD", lambda: os.chmod(path, 0o000))
     return predict
 
 
@@ -264,13 +266,7 @@ def watches_for(marker, seconds):
     def predict(live_features):
         end, found = time.monotonic() + seconds, []
         while time.monotonic() < end and not found:
-            for path in glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ"):
-                try:
-                    with open(path, "rb") as handle:
-                        if marker.encode() in handle.read():
-                            found.append(path)
-                except OSError:
-                    pass
+            found = proc_files_holding(marker)
             time.sleep(0.01)
         print(f"WATCHED {found}", file=sys.stderr, flush=True)
         return answer(live_features, bool(found))
