@@ -31,12 +31,13 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000
 # mount(2) and mount_setattr(2) (linux/mount.h); mount_setattr is 442 on x86_64 and arm64.
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
@@ -109,7 +110,7 @@ def own_network() -> str:
     """A new user + network namespace: no interface but a loopback of its own."""
     uid, gid = os.getuid(), os.getgid()
     try:
-        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID), "unshare")
+        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC), "unshare")
     except OSError as exc:
         return (f"not isolated by numerai-predict (namespaces refused: {exc.strerror}); "
                 "the container's --network none is the isolation")
@@ -152,12 +153,26 @@ def own_filesystem(scratch: str, shm_bytes: int) -> str:
         for run in ("/run", "/var/run"):
             if os.path.isdir(run) and not os.path.islink(run):
                 mount("tmpfs", run, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=1m")
+        limit_shared_memory(shm_bytes)
         set_read_only("/", True)
         for writable in (scratch, "/dev/shm"):
             set_read_only(writable, False)
     except OSError as exc:
         return f"not confined by a mount namespace ({exc.strerror or exc})"
     return "read-only but the scratch directory; private /dev/shm and /run"
+
+
+def limit_shared_memory(shm_bytes: int) -> None:
+    """System V shared memory of the model's own IPC namespace (gone with it): at most ``shm_bytes``
+    in all, as its /dev/shm (a detached segment is in no process's resident memory)."""
+    if not shm_bytes:
+        return
+    pages = max(1, shm_bytes // os.sysconf("SC_PAGE_SIZE"))
+    for name, value in (("shmmax", shm_bytes), ("shmall", pages)):
+        try:
+            write_file(f"/proc/sys/kernel/{name}", str(value))
+        except OSError:
+            pass  # a non-root runner's user namespace may not own these: the namespace still goes with it
 
 
 def own_processes() -> str:
@@ -267,40 +282,66 @@ def allow(ruleset: int, path: str, access: int) -> None:
 # seccomp (linux/seccomp.h, linux/filter.h): a classic BPF program over struct seccomp_data.
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
-BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
-AF_UNIX, EPERM, EACCES = 1, 1, 13
-# (audit arch, socket, sched_setaffinity) per machine; x86_64's x32 numbers (bit 30) are refused whole.
-SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 203), "aarch64": (0xC00000B7, 198, 122)}.get(os.uname().machine)
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_JSET_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+AF_UNIX, EPERM, EACCES, ENOSYS = 1, 1, 13, 38
+NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+
+
+class Syscalls(NamedTuple):
+    arch: int  # AUDIT_ARCH_*
+    socket: int
+    sched_setaffinity: int
+    unshare: int
+    setns: int
+    clone: int
+    clone3: int
+
+
+# x86_64's x32 numbers (bit 30) and every other ABI (i386's int 0x80) are refused whole.
+SYSCALLS = {"x86_64": Syscalls(0xC000003E, 41, 203, 272, 308, 56, 435),
+            "aarch64": Syscalls(0xC00000B7, 198, 122, 97, 268, 220, 435)}.get(os.uname().machine)
 
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_program(arch: int, nr_socket: int, nr_affinity: int, affinity: bool) -> bytes:
-    """The filter: socket(AF_UNIX, ...) fails with EACCES (a pathname socket outside scratch, such as
-    Docker's or D-Bus's, is reached through one; socketpair() stays), and, when ``affinity``,
-    sched_setaffinity fails with EPERM (the model cannot widen --cpus)."""
+def seccomp_program(calls: Syscalls, affinity: bool) -> bytes:
+    """The filter. socket(AF_UNIX, ...) fails with EACCES: a pathname socket outside scratch (Docker's,
+    D-Bus's) is reached through one; socketpair() stays. New namespaces (unshare, setns, clone with
+    namespace flags; clone3, whose flags a filter cannot read, says ENOSYS and the C library falls back
+    to clone) fail with EPERM: in a user namespace of its own, the model could mount a tmpfs and hold
+    memory no limit sees. When ``affinity``, sched_setaffinity fails (the model cannot widen --cpus).
+    Every system call of another ABI fails with EPERM."""
     def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
         return struct.pack("=HBBI", code, jt, jf, k)
 
-    allow, deny_unix, deny_affinity = (op(BPF_RET_K, SECCOMP_RET_ALLOW), op(BPF_RET_K, SECCOMP_RET_ERRNO | EACCES),
-                                       op(BPF_RET_K, SECCOMP_RET_ERRNO | EPERM))
+    def ret(errno: int | None) -> bytes:
+        return op(BPF_RET_K, SECCOMP_RET_ALLOW if errno is None else SECCOMP_RET_ERRNO | errno)
+
+    def on_call(nr: int, errno: int) -> bytes:  # the syscall number is in A
+        return op(BPF_JEQ_K, nr, 0, 1) + ret(errno)
+
+    def on_first_argument(nr: int, test: int, k: int, errno: int) -> bytes:  # reloads A after itself
+        return (op(BPF_JEQ_K, nr, 0, 4) + op(BPF_LD_W_ABS, 16) + op(test, k, 0, 1) + ret(errno)
+                + op(BPF_LD_W_ABS, 0))
+
     return b"".join([
-        op(BPF_LD_W_ABS, 4), op(BPF_JEQ_K, arch, 1, 0), allow,  # another ABI: not ours to judge
-        op(BPF_LD_W_ABS, 0), op(BPF_JGE_K, 0x40000000, 0, 1), deny_affinity,  # x32 numbers
-        op(BPF_JEQ_K, nr_affinity, 0, 1), deny_affinity if affinity else allow,
-        op(BPF_JEQ_K, nr_socket, 0, 3),
-        op(BPF_LD_W_ABS, 16), op(BPF_JEQ_K, AF_UNIX, 0, 1), deny_unix,
-        allow,
+        op(BPF_LD_W_ABS, 4), op(BPF_JEQ_K, calls.arch, 1, 0), ret(EPERM),
+        op(BPF_LD_W_ABS, 0), op(BPF_JGE_K, 0x40000000, 0, 1), ret(EPERM),
+        on_call(calls.sched_setaffinity, EPERM) if affinity else b"",
+        on_call(calls.unshare, EPERM), on_call(calls.setns, EPERM), on_call(calls.clone3, ENOSYS),
+        on_first_argument(calls.clone, BPF_JSET_K, NAMESPACE_FLAGS, EPERM),
+        on_first_argument(calls.socket, BPF_JEQ_K, AF_UNIX, EACCES),
+        ret(None),
     ])
 
 
 def refuse_system_calls(fixed_cpus: bool) -> str:
     """Install the seccomp filter (after everything that needs those calls); says what applied."""
-    if SECCOMP_ARCH is None:
+    if SYSCALLS is None:
         return f"not filtered (no seccomp table for {os.uname().machine})"
-    program = seccomp_program(*SECCOMP_ARCH, affinity=fixed_cpus)
+    program = seccomp_program(SYSCALLS, affinity=fixed_cpus)
     buffer = ctypes.create_string_buffer(program)
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
     try:
@@ -309,7 +350,8 @@ def refuse_system_calls(fixed_cpus: bool) -> str:
                            ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
     except OSError as exc:
         return f"not filtered (seccomp refused: {exc.strerror})"
-    return "no Unix sockets (socket(AF_UNIX) refused)" + ("; CPU affinity fixed" if fixed_cpus else "")
+    return "no Unix sockets (socket(AF_UNIX) refused); no new namespaces" + (
+        "; CPU affinity fixed" if fixed_cpus else "")
 
 
 def drop_capabilities() -> None:
@@ -423,6 +465,26 @@ def resident_bytes(pid: int) -> int:
     return total
 
 
+def memfd_bytes(pids: Iterable[int]) -> int:
+    """What the memory files (memfd_create) the processes hold contain: written but unmapped, their
+    pages are in no process's resident memory."""
+    sizes: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(path).startswith("/memfd:"):
+                    info = os.stat(path)
+                    sizes[(info.st_dev, info.st_ino)] = info.st_blocks * 512
+            except OSError:
+                continue
+    return sum(sizes.values())
+
+
 def private_shm_bytes(pid: int) -> int:
     """What the files in the model's own /dev/shm hold (a tmpfs: memory, though no process maps it);
     0 when the model shares the runner's mount namespace (the host's /dev/shm is not its alone)."""
@@ -485,7 +547,8 @@ class Watchdog:
 
     def watch(self) -> None:
         while not self.stopped.wait(POLL_SECONDS):
-            used = sum(resident_bytes(pid) for pid in self.table()) + private_shm_bytes(self.root)
+            pids = list(self.table())
+            used = sum(resident_bytes(pid) for pid in pids) + private_shm_bytes(self.root) + memfd_bytes(pids)
             self.peak = max(self.peak, used)
             if self.max_memory and used > self.max_memory:
                 self.exceeded = True

@@ -207,8 +207,13 @@ def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> o
             if module:
                 facts.globals.add((module, args[1]))
                 return Global(module, args[1])
-        if key in NESTED_PICKLES and isinstance(args[0], (bytes, bytearray)):
-            scan_nested(bytes(args[0]), facts)
+        if key == ("_codecs", "encode") and isinstance(args[0], str) and args[1:] in (("latin1",), ("latin-1",)):
+            return args[0].encode("latin-1")  # how protocols 0-2 spell bytes
+        if key in NESTED_PICKLES:
+            if isinstance(args[0], (bytes, bytearray)):
+                scan_nested(bytes(args[0]), facts)
+            else:  # built while loading: what it unpickles cannot be read here
+                refuse(facts, "a nested pickle whose bytes are computed while loading")
     return Call(func, args)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -60,14 +61,51 @@ def deliverable(predictions_path: str, features_path: str) -> tuple[bytes, int]:
     live ids in their order, float64 in [0, 1]): Arrow checks that and the CSV is written from it,
     byte for byte what pandas writes. Anything else goes through pandas and validate_predictions,
     which accepts what it can and names what is wrong."""
+    check_output_file(predictions_path, features_path)
     fast = arrow_deliverable(predictions_path, features_path)
     if fast is not None:
         return fast
     from numerai_predict.data import read_parquet
+    from numerai_predict.errors import DataUnreadableError, ModelCrashedError
 
     live_ids = read_parquet(features_path, columns=[]).index
-    predictions = validate_predictions(read_parquet(predictions_path), live_ids)
+    try:
+        written = read_parquet(predictions_path)
+    except DataUnreadableError as exc:  # the model's process wrote it: the model's failure, not the data's
+        raise ModelCrashedError(f"the model process's predictions file cannot be read ({exc.message})") from None
+    predictions = validate_predictions(written, live_ids)
     return predictions.to_csv().encode(), len(predictions)
+
+
+#: What the model process's predictions file may inflate to, per live row (id, value, index overhead):
+#: a Parquet file of a few KB can hold gigabytes of zeros, and the runner reads it outside every limit.
+BYTES_PER_ROW = 1024
+
+
+def check_output_file(predictions_path: str, features_path: str) -> None:
+    """Before reading the untrusted predictions file: a regular file (not a FIFO that blocks the runner,
+    not a link elsewhere), whose Parquet metadata promises no more than the live rows' worth of data."""
+    import stat
+
+    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+
+    from numerai_predict.errors import ModelCrashedError
+
+    try:
+        mode = os.lstat(predictions_path).st_mode
+    except OSError:
+        raise ModelCrashedError("the model process left no predictions file") from None
+    if not stat.S_ISREG(mode):
+        raise ModelCrashedError("the model process left something else than a file as its predictions")
+    try:
+        rows = pq.ParquetFile(features_path).metadata.num_rows
+        meta = pq.ParquetFile(predictions_path).metadata
+        size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    except Exception:  # unreadable: the checks that read it say what is wrong
+        return
+    if size > (rows + 1024) * BYTES_PER_ROW or meta.num_rows > rows * 4 + 1024:
+        raise ModelCrashedError(f"the model process's predictions file would inflate to {size >> 20} MiB "
+                                f"({meta.num_rows} rows) for {rows} live rows; not read")
 
 
 def pandas_index(schema: Any) -> str | None:

@@ -291,3 +291,98 @@ def rewrites_predictions(live_features):
 
     print(f"GRANDCHILD {detached(overwrite)}", file=sys.stderr, flush=True)
     return answer(live_features, 0.5)
+
+
+def i386_unix_socket(live_features):
+    """socket(AF_UNIX) through i386's int 0x80 (numbers of another ABI): predicts 1 if it got one."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    page = libc.mmap(None, 4096, 7, 0x02 | 0x20 | 0x40, -1, 0)  # RWX, private anonymous, MAP_32BIT
+    code = bytes.fromhex("5389f889f3cd805bc3")  # push rbx; mov eax,edi; mov ebx,esi; int 0x80; pop rbx; ret
+    ctypes.memmove(page, code, len(code))
+    raw = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint)(page)
+    fd = raw(359, 1, 0, 1)  # i386 socket(AF_UNIX, 0, SOCK_STREAM): arguments in ebx, ecx, edx order
+    print(f"I386 socket -> {fd}", file=sys.stderr, flush=True)
+    return answer(live_features, fd >= 0)
+
+
+def holds_unseen_memory(kind, mib):
+    """Holds ``mib`` MiB where no process's resident memory shows it: in a memfd written but never
+    mapped, or in System V segments attached, touched and detached. Predicts 1 if it holds it all."""
+    def predict(live_features):
+        import ctypes
+
+        chunk = 50 << 20
+        try:
+            if kind == "memfd":
+                fd = os.memfd_create("hog")
+                for _ in range(mib * (1 << 20) // chunk):
+                    os.write(fd, bytes(chunk))
+                    time.sleep(0.2)
+            else:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.shmat.restype = ctypes.c_void_p
+                shmid = libc.shmget(0, ctypes.c_size_t(mib << 20), 0o1600)  # IPC_PRIVATE, IPC_CREAT
+                if shmid < 0:
+                    raise OSError(ctypes.get_errno(), "shmget")
+                for offset in range(0, mib << 20, chunk):
+                    address = libc.shmat(shmid, None, 0)
+                    ctypes.memset(address + offset, 1, chunk)
+                    libc.shmdt(ctypes.c_void_p(address))
+                    time.sleep(0.2)
+        except OSError as exc:
+            print(f"UNSEEN {exc!r}", file=sys.stderr, flush=True)
+            return answer(live_features, 0)
+        time.sleep(3)
+        return answer(live_features, 1)
+    return predict
+
+
+def nests_a_user_namespace(live_features):
+    """unshare(CLONE_NEWUSER) (then it could mount a tmpfs and hold memory there): predicts 1 if allowed."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.unshare(0x10000000)
+    print(f"UNSHARE {result} {ctypes.get_errno()}", file=sys.stderr, flush=True)
+    return answer(live_features, result == 0)
+
+
+def forges_output(kind):
+    """Leaves something else than its predictions where the runner reads them, says `done`, exits:
+    a FIFO (a read would block), an empty file, or a Parquet file of a few KB that inflates to 40 MB."""
+    def predict(live_features):
+        out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+        if kind == "fifo":
+            os.mkfifo(out)
+        elif kind == "empty":
+            open(out, "wb").close()
+        else:
+            import numpy as np
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            with pq.ParquetWriter(out, pa.schema([("prediction", pa.float64())])) as writer:
+                for _ in range(5):
+                    writer.write_table(pa.table({"prediction": np.zeros(1_000_000)}))
+        for fd in control_pipes():
+            os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
+        os._exit(0)
+    return predict
+
+
+def closes_the_channel_and_sleeps(live_features):
+    for fd in control_pipes():
+        os.close(fd)
+    time.sleep(60)
+
+
+def where_am_i(live_features):
+    """Prints what the model sees of its processes and namespace."""
+    shm = os.statvfs("/dev/shm")
+    print(f"WHERE pid={os.getpid()} leader={os.getsid(0) == os.getpid()} run={sorted(os.listdir('/run'))} "
+          f"shm={shm.f_blocks * shm.f_frsize}", file=sys.stderr, flush=True)
+    return answer(live_features, 0.5)

@@ -431,3 +431,25 @@ def test_a_zip_bomb_in_a_nested_pickle_is_refused_unread(tmp_path):
     unsafe = inspect_pickle(str(path)).unsafe
     assert [u.reason for u in unsafe if u.module == "pickle"] == [
         f"a nested archive that cannot be read (ValueError: nested pickles over {MAX_NESTED_BYTES >> 20} MiB)"]
+
+
+def test_bytes_spelt_by_protocol_2_are_scanned_and_computed_ones_refused(tmp_path):
+    """Protocol 2 pickles bytes as _codecs.encode(str, 'latin1'): such a nested pickle is read like literal
+    bytes; anything else computed while loading cannot be read here, and is refused."""
+    inner = "cos\nsystem\n(S'touch x'\ntR."
+    text = b"X" + len(inner).to_bytes(4, "little") + inner.encode()
+    spelt = b"\x80\x02ctorch.storage\n_load_from_bytes\nc_codecs\nencode\n" + text + \
+        b"X\x06\x00\x00\x00latin1\x86R\x85R."
+    computed = b"\x80\x02ctorch.storage\n_load_from_bytes\ncbuiltins\nbytes\n)R\x85R."
+    for name, data, expected in (("spelt", spelt, ("os", "system")), ("computed", computed, ("pickle", "loads"))):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data)
+        assert expected in {(u.module, u.name) for u in inspect_pickle(str(path)).unsafe}, name
+
+
+def test_every_pickle_torch_load_reads_of_a_stream_is_scanned(tmp_path):
+    """torch's legacy stream is up to five pickles: a payload in the second is found."""
+    stream = b"\x80\x02K\x01." + b"cos\nsystem\n(S'touch x'\ntR." + b"\x10\x00\x00\x00raw tensor bytes"
+    path = tmp_path / "t.pkl"
+    path.write_bytes(torch_storage_of(stream))
+    assert ("os", "system") in {(u.module, u.name) for u in inspect_pickle(str(path)).unsafe}

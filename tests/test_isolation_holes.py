@@ -14,9 +14,9 @@ import hostile_models
 import pytest
 from conftest import ROOT
 from test_isolation import alive
-from test_predict import local_data, read_predictions, run
+from test_predict import csvs, local_data, read_predictions, run
 
-from numerai_predict import errors
+from numerai_predict import errors, isolation, sandbox, validate
 
 
 @pytest.mark.parametrize("isolation, reached", [([], 0), (["--no-isolation"], 1)], ids=["isolated", "no-isolation"])
@@ -35,7 +35,7 @@ def test_a_unix_socket_outside_scratch_is_out_of_reach(capfd, live_files, pickle
     if isolation:  # --no-isolation
         assert "no Unix sockets" not in err
     else:
-        assert "system_calls: no Unix sockets (socket(AF_UNIX) refused); CPU affinity fixed" in err
+        assert "system_calls: no Unix sockets (socket(AF_UNIX) refused); no new namespaces; CPU affinity fixed" in err
 
 
 def test_the_model_cannot_widen_its_cpus(capfd, live_files, pickle_of, out_dir):
@@ -66,14 +66,24 @@ def test_metadata_outside_scratch_cannot_change(capfd, live_files, pickle_of, ou
     assert victim.stat().st_mode & 0o777 == 0o644
 
 
-def test_dev_shm_counts_against_max_memory_and_goes_with_the_model(capfd, live_files, pickle_of, out_dir, kernel):
+@pytest.fixture
+def host_shm_file():
+    """The file the /dev/shm model writes, removed from the host's /dev/shm whatever happens."""
+    path = "/dev/shm/numerai-predict-test-fill"
+    yield path
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def test_dev_shm_counts_against_max_memory_and_goes_with_the_model(capfd, live_files, pickle_of, out_dir, kernel,
+                                                                    host_shm_file):
     """1,200 MiB written to /dev/shm under --max-memory 1g exited 0 and stayed on the host: now the model's
     /dev/shm is its own tmpfs, counted with its memory (exit 33), gone with it."""
     needs_namespaces(kernel)
     code, err = run(capfd, "--model", pickle_of(hostile_models.fills_shm(600)), *local_data(live_files),
                     "--output_dir", out_dir, "--max-memory", "400m")
     assert code == errors.ModelMemoryError.exit_code, err
-    assert not os.path.exists("/dev/shm/numerai-predict-test-fill")
+    assert not os.path.exists(host_shm_file)
 
 
 def test_the_model_sees_no_other_process(live_files, pickle_of, out_dir, kernel, tmp_path):
@@ -154,18 +164,86 @@ def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys
     assert (code, marker.exists()) == ((0, True) if obeys else (-signal.SIGKILL, False))
 
 
-def test_the_tree_is_dead_before_the_runner_reads_the_output(capfd, live_files, pickle_of, out_dir):
-    """A detached grandchild rewrites the predictions file (prediction 7.0) from the moment it exists:
-    the runner kills the whole tree before reading it, so what it checks and writes is the model's."""
-    code, err = run(capfd, "--model", pickle_of(hostile_models.rewrites_predictions), *local_data(live_files),
-                    "--output_dir", out_dir)
-    assert code == 0, err
-    assert (read_predictions(out_dir)["prediction"] == 0.5).all()
-
-
 def test_root_outside_a_container_is_warned_loudly(capfd, live_files, pickle_of, out_dir):
     code, err = run(capfd, "--model", pickle_of(hostile_models.counts_cpus), *local_data(live_files),
                     "--output_dir", out_dir)
     assert code == 0, err
     warned = "WARNING The model runs as root: it can read every file of this machine" in err
-    assert warned == (os.geteuid() == 0 and not os.path.exists("/.dockerenv"))
+    assert warned == (os.geteuid() == 0 and not sandbox.in_container())
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="i386's int 0x80 exists on x86_64 only")
+def test_another_abi_cannot_go_around_the_filter(capfd, live_files, pickle_of, out_dir):
+    """The same socket(AF_UNIX) through i386's system call numbers: refused with everything of that ABI."""
+    code, err = run(capfd, "--model", pickle_of(hostile_models.i386_unix_socket), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0).all() and "I386 socket -> -1" in err
+
+
+@pytest.mark.parametrize("kind", ["memfd", "sysv"])
+def test_memory_no_process_maps_still_counts(capfd, live_files, pickle_of, out_dir, kernel, kind):
+    """600 MiB held where resident memory does not show it, under --max-memory 400m: a memfd is counted
+    (exit 33); System V segments live in the model's own IPC namespace, capped at --max-memory."""
+    needs_namespaces(kernel)
+    before = open("/proc/sysvipc/shm").read()
+    code, err = run(capfd, "--model", pickle_of(hostile_models.holds_unseen_memory(kind, 600)),
+                    *local_data(live_files), "--output_dir", out_dir, "--max-memory", "400m")
+    if kind == "memfd":
+        assert code == errors.ModelMemoryError.exit_code, err
+    else:
+        assert code == 0 and (read_predictions(out_dir)["prediction"] == 0).all(), err
+        assert open("/proc/sysvipc/shm").read() == before  # nothing left on the host
+
+
+def test_the_model_cannot_make_namespaces_of_its_own(capfd, live_files, pickle_of, out_dir):
+    """In a user namespace of its own the model could mount a tmpfs and hold memory no limit counts."""
+    code, err = run(capfd, "--model", pickle_of(hostile_models.nests_a_user_namespace), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert (read_predictions(out_dir)["prediction"] == 0).all(), err
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("fifo", "left something else than a file as its predictions"),
+    ("empty", "predictions file cannot be read"),
+    ("bomb", "predictions file would inflate to"),
+])
+def test_what_the_runner_reads_of_the_model_is_checked_first(capfd, live_files, pickle_of, out_dir, kind, message):
+    """A FIFO blocked the runner past --timeout, a Parquet bomb took it to 19.6 GiB, an empty file gave a
+    runner's exit 22: each is now the model's failure (31), within its limits, nothing written."""
+    code, err = run(capfd, "--model", pickle_of(hostile_models.forges_output(kind)), *local_data(live_files),
+                    "--output_dir", out_dir, "--timeout", "30")
+    assert code == errors.ModelCrashedError.exit_code, err
+    assert message in err and csvs(out_dir) == []
+
+
+def test_a_closed_channel_is_waited_for_within_the_timeout(capfd, live_files, pickle_of, out_dir):
+    code, err = run(capfd, "--model", pickle_of(hostile_models.closes_the_channel_and_sleeps),
+                    *local_data(live_files), "--output_dir", out_dir, "--timeout", "3")
+    assert code == errors.ModelTimeoutError.exit_code, err
+
+
+def test_what_the_model_sees_of_its_processes(capfd, live_files, pickle_of, out_dir, kernel):
+    """Not the PID namespace's first process (which ignores the signals it sends itself), the leader of
+    its own session (no controlling terminal), an empty /run, a /dev/shm of --max-memory."""
+    needs_namespaces(kernel)
+    code, err = run(capfd, "--model", pickle_of(hostile_models.where_am_i), *local_data(live_files),
+                    "--output_dir", out_dir, "--max-memory", "1g")
+    assert code == 0, err
+    where = next(line for line in err.splitlines() if line.startswith("WHERE "))
+    facts = dict(item.split("=", 1) for item in where.split()[1:4]) | {"shm": where.rsplit("shm=", 1)[1]}
+    assert facts["pid"] != "1" and facts["leader"] == "True" and "run=[]" in where
+    assert int(facts["shm"]) == 1 << 30
+
+
+def test_the_tree_is_killed_before_its_output_is_read(capfd, live_files, pickle_of, out_dir, monkeypatch):
+    """The order, recorded: every process of the model is ended, then the runner reads what it left."""
+    events = []
+    kill, read = isolation.Watchdog.kill, validate.deliverable
+    monkeypatch.setattr(isolation.Watchdog, "kill", lambda self: events.append("kill") or kill(self))
+    monkeypatch.setattr(validate, "deliverable", lambda *a: events.append("read") or read(*a))
+    code, err = run(capfd, "--model", pickle_of(hostile_models.counts_cpus), *local_data(live_files),
+                    "--output_dir", out_dir)
+    assert code == 0, err
+    assert "read" in events and events.index("kill") < events.index("read")
