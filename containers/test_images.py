@@ -216,7 +216,8 @@ def test_secrets_and_sockets_hold_where_namespaces_are_refused(image, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "SECRETS FOUND []" in result.stderr
     assert "filesystem: no mount namespace of its own (namespaces refused)" in result.stderr
-    assert "system_calls: no Unix sockets (socket(AF_UNIX) refused); no new namespaces; CPU affinity fixed" in result.stderr
+    assert ("system_calls: no Unix sockets (socket(AF_UNIX) refused); no new namespaces; CPU affinity fixed"
+            in result.stderr)
 
 
 def test_timeout_holds_in_the_image(image, tmp_path):
