@@ -415,8 +415,7 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
         count = len(locked_packages(handle.read()))
     step(f"installing {count} packages")
     if count:  # an environment of Python alone (tools) has nothing to install
-        # uv installs into the copy (which itself gets no pip) and checks every hash; copies, as
-        # links into uv's cache would not survive the image build.
+        # uv installs into the copy (which itself gets no pip) and checks every hash.
         run_checked(install_command(python, env), f"installing {env}")
     step("bundling system libraries")
     bundled = bundle_system_libs(prefix)
@@ -428,8 +427,14 @@ def build_prefix(manifest: dict, env: str, prefix: str) -> None:
 
 
 def install_command(python: str, env: str) -> list[str]:
-    """Install exactly the lock into the interpreter's prefix, every file checked against its hash."""
-    return uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy",
+    """Install exactly the lock into the interpreter's prefix, every file checked against its hash.
+
+    Files are hard links into uv's cache (a copy where the cache is on another filesystem): the
+    environments of one Python share their packages' disk with the cache (py311 and py311-runtime
+    cost one copy, and a run that builds six environments fits in half the disk). A link outlives
+    `uv cache clean`; the one thing the build changes in place, a library's RUNPATH, is patched on a
+    copy of its own (own_copy)."""
+    return uv_pip("install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "hardlink",
                   "-r", lock_path(env))
 
 
@@ -517,8 +522,18 @@ def bundle_system_libs(prefix: str) -> int:
         shutil.copy2(target, os.path.join(libdir, os.path.basename(target)))
         for path in paths:
             origin = "$ORIGIN/" + os.path.relpath(libdir, os.path.dirname(path))
+            own_copy(path)
             run_checked(["patchelf", "--add-rpath", origin, path], "pointing a library at its bundled dependencies")
     return len(needers)
+
+
+def own_copy(path: str) -> None:
+    """Give a hard-linked file an inode of its own, so that patching it in place leaves the
+    other links (uv's cache, other environments) as they were."""
+    if os.stat(path).st_nlink > 1:
+        temporary = f"{path}.{os.getpid()}.copy"
+        shutil.copy2(path, temporary)
+        os.replace(temporary, path)
 
 
 def elf_files(prefix: str):

@@ -117,8 +117,15 @@ def test_bundled_libraries_travel_with_the_prefix(tmp_path):
     source = tmp_path / "ext.c"
     source.write_text("int dep(void);\nint ext(void) { return dep(); }\n")
     gcc("-shared", "-fPIC", "-o", extension, source, f"-L{outside}", "-ldep", f"-Wl,-rpath,{outside}")
+    cached = tmp_path / "uv-cache" / "_ext.so"  # installs are hard links into uv's cache
+    cached.parent.mkdir()
+    os.link(extension, cached)
+    cached_bytes = cached.read_bytes()
 
     bundled = pypi_env.bundle_system_libs(str(prefix))
+
+    assert cached.read_bytes() == cached_bytes, "patching the prefix's library changed uv's cache"
+    assert os.stat(cached).st_nlink == 1 and os.stat(extension).st_nlink == 1
 
     assert bundled == (2 if system else 1)
     assert not (prefix / "lib" / "libc.so.6").exists(), "base libraries stay with the base image"
@@ -228,6 +235,8 @@ def test_locks_are_hashed_for_linux_x86_64_and_runtime_follows_its_twin(fake_uv)
 def test_installs_check_every_hash(fake_uv):
     command = pypi_env.install_command("/env/bin/python3.99", "py399")
     assert {"--require-hashes", "--no-deps"} <= set(command)
+    # Hard links into uv's cache: six environments would not fit a CI machine's disk as copies.
+    assert command[command.index("--link-mode") + 1] == "hardlink"
     assert command[command.index("--python") + 1] == "/env/bin/python3.99"
 
 
