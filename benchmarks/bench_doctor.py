@@ -5,7 +5,9 @@
 
 Both run as processes (start-up included), alternating: the doctor reads the
 pickle once, symbolically, so it should cost about what disassembling it does.
-Without PICKLE, the largest committed test pickle.
+Without PICKLE, the largest committed test pickle. Then, in this process, the
+scan and the allowlist's verdict on every load-time call (what a run does before
+loading) against pickletools.genops over the same bytes, for every committed pickle.
 """
 
 from __future__ import annotations
@@ -37,7 +39,37 @@ def main() -> int:
     floor, doctor = alternate(lambda: timed(dis, ROOT), lambda: timed(check, ROOT), args.runs)
     print(f"{os.path.relpath(path, ROOT)} ({os.path.getsize(path):,} bytes): pickletools.dis {floor * 1000:.0f} ms; "
           f"predict.py --check --json {doctor * 1000:.0f} ms (medians of {args.runs}); ratio {doctor / floor:.2f}")
+    scan_against_genops(args.runs)
     return 0
+
+
+def scan_against_genops(runs: int) -> None:
+    """The verdict a run computes before loading, in process, against reading the opcodes alone."""
+    import pickletools
+    import statistics
+    import time
+
+    from numerai_predict.pickles import scan_bytes
+
+    def verdict(data: bytes) -> None:
+        assert scan_bytes(data).unsafe is not None
+
+    def genops(data: bytes) -> None:
+        for _ in pickletools.genops(data):
+            pass
+
+    pickles = sorted(glob.glob(os.path.join(ROOT, "tests", "models", "**", "*.pkl"), recursive=True))
+    totals = {"genops": [], "verdict": []}
+    for _ in range(runs):
+        for name, work in (("genops", genops), ("verdict", verdict)):
+            start = time.perf_counter()
+            for path in pickles:
+                with open(path, "rb") as handle:
+                    work(handle.read())
+            totals[name].append(time.perf_counter() - start)
+    floor, scan = (statistics.median(totals[name]) * 1000 / len(pickles) for name in ("genops", "verdict"))
+    print(f"{len(pickles)} committed pickles, in process: pickletools.genops {floor:.2f} ms a pickle; the doctor's "
+          f"scan and allowlist verdict {scan:.2f} ms (medians of {runs}); ratio {scan / floor:.2f}")
 
 
 if __name__ == "__main__":

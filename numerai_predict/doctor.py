@@ -9,6 +9,7 @@ The JSON follows numerai_predict/doctor.schema.json.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -173,6 +174,7 @@ def diagnose(path: str, facts: PickleFacts, shown_as: str | None = None,
     known = known_pythons()
     pythons, evidence = made_with(facts, known)
     unsafe = [{"module": u.module, "name": u.name, "reason": u.reason} for u in facts.unsafe]
+    calls = [dataclasses.asdict(call) for call in facts.load_calls]
     recorded = recorded_versions(facts, known)
     imported = modules(facts)
     absent = [row["module"] for row in imported if not row["present"]]
@@ -186,6 +188,8 @@ def diagnose(path: str, facts: PickleFacts, shown_as: str | None = None,
         "modules": imported,
         "recorded_versions": recorded,
         "unsafe": unsafe,
+        "load_time_calls": calls,
+        "referenced": [{"module": module, "name": name} for module, name in facts.referenced],
         "verdict": verdict(pythons, unsafe, known, recorded, absent, argv or ["--model", path]),
     }
 
@@ -218,6 +222,7 @@ def render(diagnosis: dict[str, Any]) -> str:
         else:  # a file format, or a library pixi.toml leaves unpinned
             here_ = f" (here: {row['here']})" if row["here"] else ""
             lines.append(f"Recorded:  {row['library']} {row['recorded']}{here_}")
+    lines += load_time_lines(diagnosis["load_time_calls"])
     lines.append("Unsafe:    " + ("none" if not diagnosis["unsafe"] else ""))
     lines += [f"           {u['module']}.{u['name']}: {u['reason']}" for u in diagnosis["unsafe"]]
     if v["environment"]:
@@ -228,6 +233,20 @@ def render(diagnosis: dict[str, Any]) -> str:
     else:
         lines.append(f"Verdict:   no environment can run it: {v['reason']}")
     return "\n".join(lines)
+
+
+def load_time_lines(calls: list[dict[str, str]]) -> list[str]:
+    """What the unpickler would invoke, refused calls first, each with its verdict and why."""
+    counts = {v: sum(call["verdict"] == v for call in calls) for v in ("allowed", "unknown", "unsafe")}
+    lines = ["Loading:   " + (", ".join(f"{n} {v}" for v, n in counts.items() if n) or "calls nothing")
+             + (" (calls the unpickler would make; numerai_predict/allowlist.py says what may run)" if calls else "")]
+    order = {"unsafe": 0, "unknown": 1, "allowed": 2}
+    for call in sorted(calls, key=lambda c: order[c["verdict"]]):
+        name = call["name"] if call["module"] in ("<pickle>", "<object>") else f"{call['module']}.{call['name']}"
+        if call["name"] == "<module>":
+            name = f"import {call['module']}"
+        lines.append(f"           {call['verdict']:<8} {name} [{call['how']}]: {call['reason']}")
+    return lines
 
 
 def summary(diagnosis: dict[str, Any]) -> str:
@@ -247,7 +266,7 @@ def refuse_if_unfit(facts: PickleFacts, path: str, allow_unsafe: bool = False) -
     name = os.path.basename(path)
     unsafe = facts.unsafe
     if unsafe and not allow_unsafe:
-        refs = "; ".join(f"{u.module}.{u.name} ({u.reason})" for u in unsafe)
+        refs = "; ".join(f"{shown(u.module, u.name)} ({u.reason})" for u in unsafe)
         raise UnsafePickleError(f"{name} would call {refs} while loading, so it was not loaded")
     known = known_pythons()
     made, _ = made_with(facts, known)
@@ -261,6 +280,13 @@ def refuse_if_unfit(facts: PickleFacts, path: str, allow_unsafe: bool = False) -
                     f"Pickle it again with one of {', '.join(sorted(known, key=minor))}."))
         error.pythons = tuple((int(a), int(b)) for a, b in (m.split(".") for m in made))
         raise error
+
+
+def shown(module: str, name: str) -> str:
+    """A callable as a user reads it: module.name, an import, or the pickle's own code by name."""
+    if name == "<module>":
+        return f"import {module}"
+    return name if module in ("<pickle>", "<object>") else f"{module}.{name}"
 
 
 def with_verdict(error: PredictError, facts: PickleFacts, path: str) -> PredictError:

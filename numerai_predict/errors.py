@@ -57,8 +57,9 @@ class MissingModuleError(PredictError):
 
 class UnsafePickleError(PredictError):
     exit_code = 16
-    advice = ("Only run pickles from authors you trust; `predict.py --check --model PATH` lists what it would "
-              "call. --allow-unsafe loads it anyway")
+    advice = ("Only run pickles from authors you trust; `predict.py --check --model PATH` lists every call it "
+              "would make while loading. A legitimate call the doctor does not know goes into "
+              "numerai_predict/allowlist.py with its reason; --allow-unsafe loads it anyway")
 
 
 class NotCallableError(PredictError):

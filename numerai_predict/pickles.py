@@ -7,6 +7,7 @@ a mismatch is explained before it can crash the interpreter.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import pickletools
@@ -42,8 +43,10 @@ class PickleFacts:
     globals: set[tuple[str, str]] = field(default_factory=set)  # (module, qualified name)
     #: cloudpickle's ``types.CodeType`` constructor arguments, one tuple per code object
     code_objects: list[tuple[object, ...]] = field(default_factory=list)
-    #: globals whose result is itself called while loading: getattr(x, "system")("...")
-    calls_of_results: set[tuple[str, str]] = field(default_factory=set)
+    #: what the unpickler would invoke, in order: (the callable as the scan sees it, how it is invoked)
+    calls: list[tuple[object, str]] = field(default_factory=list)
+    #: classes the pickle defines by value (cloudpickle), whose own methods may run while loading
+    own_classes: list[OwnClass] = field(default_factory=list)
     #: versions libraries record in their pickled state ("scikit-learn" -> "1.6.1")
     recorded: dict[str, str] = field(default_factory=dict)
     last_string: str = ""
@@ -57,21 +60,51 @@ class PickleFacts:
     def modules(self) -> set[str]:
         return {module.split(".")[0] for module, _ in self.globals}
 
+    @functools.cached_property
+    def load_calls(self) -> list[LoadCall]:
+        """Every callable the unpickler would invoke, once each, with its verdict (numerai_predict.allowlist).
+        Read once the scan is over (cached)."""
+        from numerai_predict.judge import judge_calls
+
+        return judge_calls(self.calls, self.own_classes)
+
+    @property
+    def referenced(self) -> list[tuple[str, str]]:
+        """Globals only referenced: stored as values, called (if ever) when the model predicts."""
+        invoked = {(call.module, call.name) for call in self.load_calls}
+        return sorted(key for key in self.globals if key not in invoked)
+
     @property
     def unsafe(self) -> list[Unsafe]:
-        from numerai_predict.unsafe import unsafe_call_reason, unsafe_reason
+        """What refuses the pickle: load-time calls not allowed, references no model needs, the scan's refusals."""
+        from numerai_predict.judge import reference_reason
 
-        found = [(module, name, unsafe_reason(module, name)) for module, name in sorted(self.globals)]
-        found += [(module, f"{name}(...)(...)", unsafe_call_reason(module, name))
-                  for module, name in sorted(self.calls_of_results)]
-        return [Unsafe(module, name, reason) for module, name, reason in found if reason] + self.refusals
+        found = [Unsafe(call.module, call.name, call.reason) for call in self.load_calls if call.verdict != "allowed"]
+        shown = {(item.module, item.name) for item in found}
+        for module, name in self.referenced:
+            reason = reference_reason(module, name)
+            if reason and (module, name) not in shown:
+                found.append(Unsafe(module, name, reason))
+        return found + self.refusals
 
     def merge(self, inner: PickleFacts) -> None:
         """Take in what a nested pickle's scan found (also when it stopped halfway)."""
         self.globals |= inner.globals
-        self.calls_of_results |= inner.calls_of_results
+        self.calls += inner.calls
+        self.own_classes += inner.own_classes
         self.refusals += inner.refusals
         self.nested_bytes = inner.nested_bytes
+
+
+@dataclass(frozen=True)
+class LoadCall:
+    """One callable the unpickler invokes, and the doctor's verdict on it."""
+
+    module: str
+    name: str
+    how: str  # call, new (cls.__new__), setstate (BUILD), import, class (a metaclass makes a class)
+    verdict: str  # allowed, unknown, unsafe
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -84,6 +117,61 @@ class Global:
 class Call:
     func: object
     args: object
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An object made while loading (NEWOBJ, copyreg): its class is known."""
+
+    cls: object
+
+
+@dataclass(frozen=True, eq=False)
+class OwnFunction:
+    """A function pickled by value (cloudpickle's _make_function): the pickle's own code."""
+
+    name: str
+    code: tuple[object, ...] = ()  # types.CodeType's arguments, when the scan saw them
+
+
+@dataclass(frozen=True)
+class BuiltinType:
+    """A type cloudpickle names by its name in ``types`` (``_builtin_type('CodeType')``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """``getattr(obj, name)`` on an object built while loading (a bound method, say)."""
+
+    owner: object
+    name: str
+
+
+class OwnClass:
+    """A class pickled by value (cloudpickle's _make_skeleton_class). ``methods``: the names in its
+    namespace whose values are the pickle's own code. Mutable: its namespace (_class_setstate)
+    arrives after the class is first referenced."""
+
+    def __init__(self, name: str, metaclass: object, bases: object) -> None:
+        self.name, self.metaclass, self.bases = name, metaclass, bases
+        self.methods: set[str] = set()
+
+
+class Dict:
+    """A dict whose string keys and values the scan tracks (a by-value class's namespace)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, object] = {}
+
+
+def is_own_code(value: object) -> bool:
+    """A function pickled by value, or a classmethod/staticmethod/property wrapping one."""
+    if isinstance(value, OwnFunction):
+        return True
+    return isinstance(value, Call) and isinstance(value.args, tuple) and any(
+        isinstance(arg, OwnFunction) for arg in value.args)
 
 
 MARK = object()
@@ -144,7 +232,8 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
         facts.globals.add((module, qualname))
         if name == "INST":
             pop_to_mark(stack)
-            stack.append(Call(Global(module, qualname), None))
+            facts.calls.append((Global(module, qualname), "call"))
+            stack.append(Instance(Global(module, qualname)))
         else:
             stack.append(Global(module, qualname))
     elif name == "STACK_GLOBAL":
@@ -168,9 +257,31 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
         args, func = stack.pop(), stack.pop()
         if is_code_type(func) and isinstance(args, tuple):
             facts.code_objects.append(args)
-        if isinstance(func, Call) and isinstance(func.func, Global):
-            facts.calls_of_results.add((func.func.module, func.func.name))  # e.g. getattr(...)(...)
+        facts.calls.append((func, "call"))
         stack.append(reduced(func, args, facts))
+    elif name in ("NEWOBJ", "NEWOBJ_EX"):
+        del stack[len(stack) - len(op.stack_before) + 1:]  # the arguments
+        cls = stack.pop()
+        facts.calls.append((cls, "new"))
+        stack.append(Instance(cls))
+    elif name == "OBJ":
+        made = pop_to_mark(stack)
+        cls = made[0] if made else None
+        facts.calls.append((cls, "call"))
+        stack.append(Instance(cls))
+    elif name == "BUILD":
+        stack.pop()  # the state
+        if isinstance(stack[-1], Instance):
+            facts.calls.append((stack[-1].cls, "setstate"))
+    elif name == "EMPTY_DICT":
+        stack.append(Dict())
+    elif name in ("SETITEM", "SETITEMS", "DICT"):
+        set_items(name, stack)
+    elif name in ("APPEND", "APPENDS", "ADDITEMS"):
+        if name == "APPEND":
+            stack.pop()
+        else:
+            pop_to_mark(stack)
     elif isinstance(arg, (str, bytes, bytearray)) and not op.stack_before:
         note_recorded(arg, facts)
         stack.append(arg)
@@ -183,6 +294,74 @@ IMPORTERS = {("cloudpickle.cloudpickle", "subimport"), ("cloudpickle.cloudpickle
              ("builtins", "__import__"), ("importlib", "import_module")}
 #: Library loaders that unpickle bytes they are given (torch.load with weights_only=False).
 NESTED_PICKLES = {("torch.storage", "_load_from_bytes")}
+#: copyreg's object makers: cls.__new__ (and for _reconstructor, base's __new__ and __init__) run.
+COPYREG_MAKERS = {("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__"), ("copyreg", "_reconstructor"),
+                  ("copy_reg", "_reconstructor")}
+CLOUDPICKLE = ("cloudpickle", "cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast")
+
+
+def attribute(owner: object, name: str, facts: PickleFacts) -> object:
+    """getattr(owner, name): a global when the owner is a module or a global, else an attribute."""
+    module = owner.name if isinstance(owner, Module) else (
+        f"{owner.module}.{owner.name}" if isinstance(owner, Global) else None)
+    if module:
+        facts.globals.add((module, name))
+        return Global(module, name)
+    from numerai_predict.unsafe import ESCAPES
+
+    if name in ESCAPES:  # from any object to every other: refused whatever is done with it
+        facts.calls.append((Attribute(owner, name), "lookup"))
+    return Attribute(owner, name)
+
+
+def rebuilt_by_value(module: str, name: str, args: tuple[object, ...], facts: PickleFacts) -> object:
+    """What cloudpickle's reconstructors make: the pickle's own functions and classes, and the
+    types it names; None for any other call."""
+    if module not in CLOUDPICKLE:
+        return None
+    if name == "_builtin_type" and isinstance(args[0], str):
+        return BuiltinType(args[0])
+    if name == "_make_function":
+        code = args[0].args if isinstance(args[0], Call) and is_code_type(args[0].func) else ()
+        return OwnFunction(code_name(code), code if isinstance(code, tuple) else ())
+    if name in ("_make_skeleton_class", "_make_skeleton_enum"):
+        skeleton = OwnClass(next((a for a in args[1:3] if isinstance(a, str)), "<class>"), args[0], args[2:3])
+        if name == "_make_skeleton_class":
+            facts.calls.append((args[0], "class"))  # the metaclass makes the class
+        else:
+            skeleton.bases = args[0]
+        facts.own_classes.append(skeleton)
+        return skeleton
+    if name == "_class_setstate" and isinstance(args[0], OwnClass) and len(args) > 1:
+        state = args[1][0] if isinstance(args[1], tuple) and args[1] else args[1]
+        if isinstance(state, Dict):
+            args[0].methods |= {key for key, value in state.items.items() if is_own_code(value)}
+    return None
+
+
+def code_name(code: object) -> str:
+    """A code object's qualified name (3.11+) or name, from types.CodeType's arguments."""
+    if isinstance(code, tuple) and len(code) > 11:
+        for index in (12, 11):
+            value = code[index] if index < len(code) else None
+            if isinstance(value, str) and not value.startswith("<"):
+                return value
+    return "<function>"
+
+
+def set_items(name: str, stack: list[object]) -> None:
+    """SETITEM(S) and DICT: the dict stays on the stack, its string keys noted."""
+    if name == "SETITEM":
+        items = stack[-2:]
+        del stack[-2:]
+    else:
+        items = pop_to_mark(stack)
+    if name == "DICT":
+        stack.append(Dict())
+    target = stack[-1]
+    if isinstance(target, Dict):
+        pairs = zip(items[::2], items[1::2], strict=False)
+        target.items.update((key, value) for key, value in pairs if isinstance(key, str))
 
 
 @dataclass(frozen=True)
@@ -194,19 +373,25 @@ class Module:
 
 def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> object:
     """What a REDUCE leaves on the stack, with what it reveals: getattr on an imported module is
-    that module's global (getattr(subimport('os'), 'system') is os.system), and bytes a library
-    unpickles are scanned as pickles of their own."""
+    that module's global (getattr(subimport('os'), 'system') is os.system), what cloudpickle
+    rebuilds by value, objects copyreg makes, and bytes a library unpickles (scanned as pickles
+    of their own)."""
     if isinstance(func, Global) and isinstance(args, tuple) and args:
         key = (func.module, func.name)
         if key in IMPORTERS and isinstance(args[0], str):
+            facts.calls.append((Module(args[0]), "import"))
             return Module(args[0])
+        if key in IMPORTERS:  # the module's name is computed while loading
+            facts.calls.append((None, "import"))
         if key == ("builtins", "getattr") and len(args) >= 2 and isinstance(args[1], str):
-            owner = args[0]
-            module = owner.name if isinstance(owner, Module) else (
-                f"{owner.module}.{owner.name}" if isinstance(owner, Global) else None)
-            if module:
-                facts.globals.add((module, args[1]))
-                return Global(module, args[1])
+            return attribute(args[0], args[1], facts)
+        by_value = rebuilt_by_value(func.module, func.name, args, facts)
+        if by_value is not None:
+            return by_value
+        if key in COPYREG_MAKERS:
+            for cls in args[:2] if func.name == "_reconstructor" else args[:1]:
+                facts.calls.append((cls, "new"))
+            return Instance(args[0])
         if key == ("_codecs", "encode") and isinstance(args[0], str) and args[1:] in (("latin1",), ("latin-1",)):
             return args[0].encode("latin-1")  # how protocols 0-2 spell bytes
         if key in NESTED_PICKLES:
@@ -321,7 +506,7 @@ def pop_to_mark(stack: list[object]) -> list[object]:
 
 def is_code_type(func: object) -> bool:
     """``types.CodeType`` as cloudpickle stores it: ``_builtin_type('CodeType')``."""
-    if isinstance(func, Call) and func.args == ("CodeType",):
+    if func == BuiltinType("CodeType"):
         return True
     return isinstance(func, Global) and func.name in ("CodeType", "code")
 

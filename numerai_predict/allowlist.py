@@ -1,0 +1,195 @@
+"""What may run while a pickle loads: the pickle doctor's allowlist.
+
+Unpickling runs code: every REDUCE, NEWOBJ, OBJ and INST calls something, every
+BUILD calls a ``__setstate__``, cloudpickle's ``subimport`` imports a module. The
+doctor (numerai_predict.pickles) names each of those load-time calls without
+running any, and asks ``judge`` about it. What this file allows, with its reason,
+may run; anything else invoked while loading is *unknown* and the pickle is
+refused (exit 16) unless the user passes ``--allow-unsafe``. A denylist was
+tried first (numerai_predict.unsafe, kept for its reasons): held against
+published scanner bypasses it passed most of them, since the standard library
+and every installed package hold more functions that run a command, execute a
+string or write a file than any list can name.
+
+Globals a pickle only *references* (a function stored as a value, called when
+the model predicts) are not judged here: predict time is contained by the
+isolation, not by the doctor. The denylist still refuses references no model
+needs (``os.system``, ``eval``...).
+
+To allow a callable that a legitimate pickle invokes while loading: add it to
+CALLABLES with the reason it is harmless to run on attacker-chosen arguments,
+and a pickle that uses it to tests/benign_pickles.py. Classes of a model library
+go in LIBRARIES (the whole package) unless a part of it acts when an object is
+made (EXCLUDED).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+
+from numerai_predict.unsafe import canonical
+
+#: Exact callables, (module, qualified name) -> why running it while loading is harmless.
+CALLABLES: dict[tuple[str, str], str] = {
+    # the unpickler's own protocol
+    ("copyreg", "_reconstructor"): "makes an object of a class (judged too) without running its __init__",
+    ("copyreg", "__newobj__"): "makes an object of a class (judged too) without running its __init__",
+    ("copyreg", "__newobj_ex__"): "makes an object of a class (judged too) without running its __init__",
+    ("_codecs", "encode"): "spells bytes in protocols 0-2",
+    ("builtins", "getattr"): "looks an attribute up: what it finds is judged when it is called",
+    # builtin values and containers
+    **{("builtins", name): "a builtin value or container" for name in (
+        "object", "list", "dict", "set", "frozenset", "tuple", "bytearray", "bytes", "str", "int", "float",
+        "complex", "bool", "slice", "range", "NoneType", "Ellipsis", "NotImplemented")},
+    **{("builtins", name): "a descriptor of a class: wraps a function without calling it" for name in (
+        "property", "staticmethod", "classmethod")},
+    ("builtins", "type"): "makes a class from a name, bases and a namespace (the bases' code is judged)",
+    **{("collections", name): "a container of the standard library" for name in (
+        "OrderedDict", "defaultdict", "deque", "Counter", "ChainMap")},
+    ("functools", "partial"): "binds arguments to a function without calling it",
+    ("operator", "getitem"): "indexes a value (how typing's generic aliases pickle)",
+    **{("datetime", name): "a date or time value" for name in ("date", "time", "datetime", "timedelta", "timezone")},
+    ("decimal", "Decimal"): "a number", ("fractions", "Fraction"): "a number",
+    ("uuid", "UUID"): "a UUID value", ("re", "_compile"): "compiles a regular expression",
+    ("array", "array"): "an array of numbers", ("array", "_array_reconstructor"): "an array of numbers",
+    **{("pathlib", name): "a path value: nothing is read or written" for name in (
+        "Path", "PosixPath", "PurePath", "PurePosixPath", "WindowsPath", "PureWindowsPath")},
+    ("abc", "ABCMeta"): "the metaclass of abstract classes",
+    **{("dataclasses", name): "a dataclass's field description (a class pickled by value is a dataclass)"
+       for name in ("Field", "_MISSING_TYPE", "_DataclassParams", "_FIELD_BASE", "_KW_ONLY_TYPE", "KW_ONLY")},
+    ("io", "BytesIO"): "a buffer in memory: nothing is read or written elsewhere",
+    ("io", "StringIO"): "a buffer in memory: nothing is read or written elsewhere",
+    ("enum", "EnumMeta"): "the metaclass of enums", ("enum", "EnumType"): "the metaclass of enums",
+    ("random", "Random"): "a random generator's state", ("_random", "Random"): "a random generator's state",
+    # cloudpickle: functions and classes by value are rebuilt, never called (calling them is judged apart)
+    **{("cloudpickle", name): "cloudpickle rebuilds an object by value without running its code" for name in (
+        "_make_function", "_make_skeleton_class", "_make_skeleton_enum", "_class_setstate", "_function_setstate",
+        "_make_cell", "_make_empty_cell", "_builtin_type", "_make_dict_keys", "_make_dict_values",
+        "_make_dict_items", "_create_parametrized_type_hint", "_make_typevar", "_lookup_module_and_qualname",
+        "_get_bases", "_enum_getnewargs", "_make__new__factory", "_make_skel_func", "_fill_function",
+        "dynamic_subimport", "subimport", "_rehydrate_skeleton_class", "_property_reduce",
+        "_make_code", "instance", "_file_reconstructor", "_get_dataclass_field_type_sentinel")},
+    # types cloudpickle names through _builtin_type
+    **{("types", name): "makes a value of a builtin type; nothing runs it" for name in (
+        "CodeType", "CellType", "MethodType", "MappingProxyType", "SimpleNamespace", "ModuleType",
+        "GenericAlias", "UnionType", "ClassMethodDescriptorType", "WrapperDescriptorType", "MethodWrapperType",
+        "MethodDescriptorType", "GetSetDescriptorType", "MemberDescriptorType")},
+    ("torch.storage", "_load_from_bytes"): "unpickles tensor storage: the doctor scans those bytes as a pickle",
+    # classes of model libraries with lower-case names (the class rule below looks for capitals)
+    **{("numpy", name): "a numpy array or dtype" for name in ("dtype", "ndarray", "matrix", "recarray")},
+    ("sklearn.compose._column_transformer", "make_column_selector"): "a scikit-learn column selector (a class)",
+    **{(f"scipy.sparse._{kind}", f"{kind}_{shape}"): "a SciPy sparse matrix or array"
+       for kind in ("csr", "csc", "coo", "lil", "dok", "bsr", "dia") for shape in ("matrix", "array")},
+}
+
+#: Library functions cloudpickle pickles by value (a classmethod's function cannot be found by its name),
+#: that a pickle calls while loading: name -> (every name its code may use, why it may run). The code
+#: is recognised by reaching nothing beyond those names, with no closure and no nested code.
+LIBRARY_CODE: dict[str, tuple[frozenset[str], str]] = {
+    "_unpickle_model": (frozenset({"keras.src.saving.saving_lib", "keras", "src", "saving", "saving_lib",
+                                   "_load_model_from_fileobj"}),
+                        "Keras's KerasSaveable._unpickle_model: rebuilds a model from Keras's own format "
+                        "(configuration and weights), with safe_mode on"),
+}
+
+#: Model libraries of pixi.toml and issue 16: their classes may be made and their state set while loading
+#: (a class's __new__ and __setstate__ are the library's code, not the pickle's), and their reconstructors run.
+LIBRARIES: dict[str, str] = {name: "a class of a library the environments install" for name in (
+    "numpy", "pandas", "pyarrow", "scipy", "sklearn", "lightgbm", "xgboost", "catboost", "torch", "keras",
+    "tensorflow", "tf_keras", "statsmodels", "patsy", "polars", "numerai_tools", "numerblox", "jax", "jaxlib",
+    "numba", "mlxtend", "skorch", "tabpfn", "pytorch_lightning", "lightning", "lightning_fabric",
+    "torchmetrics", "treelite", "einops", "ydf", "tensorflow_decision_forests", "umap", "pynndescent",
+    "joblib", "threadpoolctl", "cloudpickle")}
+LIBRARIES["_loss"] = "scikit-learn's loss classes (sklearn._loss._loss pickles them under the name _loss)"
+
+#: Parts of those libraries whose objects act when they are made (a server, a process, a file writer,
+#: a download, code loaded by path): nothing of them is allowed while loading.
+EXCLUDED = (
+    "torch.distributed", "torch.multiprocessing", "torch.package", "torch.hub", "torch.utils.cpp_extension",
+    "torch.utils.tensorboard", "torch.utils.data", "torch.jit", "torch.testing", "torch.cuda", "torch.backends",
+    "torch._dynamo", "torch._inductor", "torch.onnx", "torch.profiler", "torch.autograd.profiler",
+    "tensorflow.distribute", "tensorflow.python.distribute", "tensorflow.python.training.server_lib",
+    "tensorflow.train", "tensorflow.python.debug", "tensorflow.summary", "tensorflow.io",
+    "tensorflow.python.platform", "tensorflow.python.lib.io", "tensorflow.python.ops.script_ops",
+    "keras.callbacks", "keras.src.callbacks", "keras.utils", "keras.src.utils", "tf_keras.callbacks",
+    "xgboost.tracker", "xgboost.collective", "xgboost.dask", "xgboost.spark", "xgboost.testing",
+    "lightgbm.dask", "catboost.widget", "catboost.utils", "numpy.testing", "numpy.distutils", "numpy.f2py",
+    "numpy.lib.npyio", "numpy.lib.format", "pandas.io", "pandas.util", "pandas._testing", "scipy.io",
+    "scipy._lib._testutils", "sklearn.datasets", "sklearn.utils._testing", "statsmodels.iolib", "polars.io",
+    "joblib.parallel", "joblib.pool", "joblib.externals.loky", "joblib.memory", "numba.cuda", "jax.experimental",
+    "lightning.pytorch.loggers", "pytorch_lightning.loggers", "lightning.pytorch.callbacks",
+    "pytorch_lightning.callbacks",
+)
+
+#: Library functions that rebuild an object from its pickled state, as libraries name them
+#: (Cython's ``__pyx_unpickle_X``, numpy's ``_reconstruct``, torch's ``_rebuild_tensor_v2``, pandas'
+#: ``_new_Index``, numpy.random's ``__bit_generator_ctor``...).
+RECONSTRUCTOR = re.compile(r"__pyx_unpickle_\w+|_(re)?build\w*|_(re)?construct\w*|_restore\w*|_?unpickle\w*"
+                           r"|_\w+_unpickle|_new_\w+|__\w+_ctor|_frombuffer|scalar|_mareconstruct")
+
+#: Modules whose import acts (opens a browser, starts a program, prints): never imported while loading.
+IMPORT_ACTS = frozenset({"antigravity", "this", "idlelib", "turtledemo", "__hello__", "__phello__", "__main__",
+                         "test", "ensurepip", "venv", "pip", "lib2to3"})
+#: Third-party modules a function pickled by value may refer to (importing them runs their own code).
+IMPORTABLE = frozenset({*LIBRARIES, "numerapi", "tqdm", "typing_extensions", "six", "packaging", "dateutil",
+                        "pytz", "tzdata", "requests", "urllib3", "optuna", "shap", "category_encoders", "dill",
+                        "sympy", "networkx", "fsspec", "pydantic", "attr", "attrs", "yaml", "h5py", "safetensors",
+                        "tensorboard", "absl", "google", "ml_dtypes", "opt_einsum", "tree", "optree", "filelock",
+                        "jinja2", "markupsafe", "mpmath", "gast", "flatbuffers", "wrapt", "termcolor", "namex",
+                        "rich", "pygments", "tzlocal", "narwhals", "numexpr", "bottleneck"})
+STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"copy_reg", "__builtin__"}
+#: Spellings of modules that the denylist's canonical() does not know.
+MORE_ALIASES = {"copy_reg": "copyreg", "cloudpickle.cloudpickle": "cloudpickle",
+                "cloudpickle.cloudpickle_fast": "cloudpickle", "cloudpickle.compat": "cloudpickle"}
+
+#: Methods of a class pickled by value that may run while a pickle loads even where the scan cannot tie
+#: them to an object it saw made (a subclass made, an item set, an index taken, a state set): refused
+#: whenever the pickle defines them by value. Methods that run when an object is made are judged per object.
+LOAD_TIME_METHODS = ("__setstate__", "__init_subclass__", "__setitem__", "__getitem__", "__class_getitem__",
+                     "__prepare__")
+
+
+def normal(module: str) -> str:
+    """A module's usual name: ``posix`` -> ``os``, ``copy_reg`` -> ``copyreg``, cloudpickle's submodules -> itself."""
+    module = canonical(module)
+    return MORE_ALIASES.get(module, module)
+
+
+def under(module: str, packages: Iterable[str]) -> bool:
+    """Is ``module`` one of ``packages`` or inside one?"""
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+def allowed_reason(module: str, name: str) -> str | None:
+    """Why ``module.name`` may run while a pickle loads, or None when it is not on the list."""
+    module = normal(module)
+    if (module, name) in CALLABLES:
+        return CALLABLES[module, name]
+    top = module.split(".")[0]
+    if top not in LIBRARIES or under(module, EXCLUDED):
+        return None
+    parts = name.split(".")
+    if all(part.lstrip("_")[:1].isupper() for part in parts):  # a class (nested and private ones too)
+        return LIBRARIES[top]
+    if len(parts) == 1 and RECONSTRUCTOR.fullmatch(name):
+        return "a reconstructor of a library the environments install"
+    return None
+
+
+def import_reason(module: str) -> tuple[bool, str]:
+    """May ``module`` be imported while loading (it runs its top-level code), and why."""
+    parts = module.split(".")
+    top = parts[0]
+    if not all(part.isidentifier() for part in parts):
+        return False, "a module whose name is not an identifier"
+    if top in IMPORT_ACTS or "__main__" in parts:
+        return False, "a module that acts when it is imported"
+    if under(module, EXCLUDED):
+        return False, "a part of a library that acts when its objects are made"
+    if top in STDLIB:
+        return True, "a module of the standard library"
+    if top in IMPORTABLE:
+        return True, "a library the environments install"
+    return False, "a module the allowlist does not know"

@@ -1,0 +1,126 @@
+"""Malicious pickles of the families published scanner-bypass advisories name (picklescan's,
+fickling's and modelscan's GHSA reports, 2025-2026): each invokes, while it loads, a callable
+outside the usual denylists that runs a command, executes a string, installs a package, opens
+a connection or writes a file. Built from opcodes and never loaded.
+
+Each payload is aimed at ``marker`` (a file it would create) or at ``127.0.0.1:port``, so a
+test can show that the doctor's scan runs none of them. ``expected`` is the (module, name)
+the doctor must refuse; ``family`` the advisory family it stands for.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from malicious_pickles import EMPTY_DICT, MARK, call, getattr_, sglobal, text, wrap
+
+
+@dataclass(frozen=True)
+class Advisory:
+    name: str
+    family: str
+    data: bytes
+    expected: tuple[str, str]
+
+
+def advisory_corpus(marker: str, port: int = 9) -> list[Advisory]:
+    touch = "touch " + shlex.quote(marker)
+    create = f"open({marker!r}, 'w').close()"
+    url = f"http://127.0.0.1:{port}/"
+    entries: list[Advisory] = []
+
+    def add(name: str, family: str, body: bytes, expected: tuple[str, str]) -> None:
+        entries.append(Advisory(name, family, wrap(body), expected))
+
+    def method_call(module: str, cls: str, method: str, *args: bytes) -> bytes:
+        """getattr(module.cls(), method)(*args): a method of an object made while loading."""
+        return call(getattr_(call(sglobal(module, cls)), method), *args)
+
+    commands = "stdlib helpers that run a command"
+    add("uuid_get_command_stdout", commands,
+        call(sglobal("uuid", "_get_command_stdout"), text("sh"), text("-c"), text(touch)),
+        ("uuid", "_get_command_stdout"))
+    add("osx_support_read_output", commands, call(sglobal("_osx_support", "_read_output"), text(touch)),
+        ("_osx_support", "_read_output"))
+    add("osx_support_find_build_tool", commands, call(sglobal("_osx_support", "_find_build_tool"), text(touch)),
+        ("_osx_support", "_find_build_tool"))
+    add("aix_support_read_cmd_output", commands, call(sglobal("_aix_support", "_read_cmd_output"), text(touch)),
+        ("_aix_support", "_read_cmd_output"))
+    add("pyrepl_pager_pipe_pager", commands,
+        call(sglobal("_pyrepl.pager", "pipe_pager"), text("x"), text(touch)), ("_pyrepl.pager", "pipe_pager"))
+    add("imaplib_imap4_stream", commands, call(sglobal("imaplib", "IMAP4_stream"), text(touch)),
+        ("imaplib", "IMAP4_stream"))
+    add("test_support_assert_python_ok", commands,
+        call(sglobal("test.support.script_helper", "assert_python_ok"), text("-c"), text(create)),
+        ("test.support.script_helper", "assert_python_ok"))
+    add("distutils_spawn", commands, call(sglobal("distutils.spawn", "spawn"), MARK + text("sh") + text("-c")
+                                          + text(touch) + b"l"), ("distutils.spawn", "spawn"))
+
+    strings = "profilers, tracers and debuggers that execute a string"
+    add("profile_profile_run", strings, method_call("profile", "Profile", "run", text(create)), ("profile", "Profile"))
+    add("profile_run", strings, call(sglobal("profile", "run"), text(create)), ("profile", "run"))
+    add("cprofile_runctx", strings, call(sglobal("cProfile", "runctx"), text(create), EMPTY_DICT, EMPTY_DICT),
+        ("cProfile", "runctx"))
+    add("trace_trace_run", strings, method_call("trace", "Trace", "run", text(create)), ("trace", "Trace"))
+    add("timeit_timeit", strings, call(sglobal("timeit", "timeit"), text(create), text("pass"), EMPTY_DICT),
+        ("timeit", "timeit"))
+    add("pdb_run", strings, call(sglobal("pdb", "run"), text(create)), ("pdb", "run"))
+    add("bdb_bdb_run", strings, method_call("bdb", "Bdb", "run", text(create)), ("bdb", "Bdb"))
+    add("doctest_debug_script", strings, call(sglobal("doctest", "debug_script"), text(create)),
+        ("doctest", "debug_script"))
+    add("numpy_testing_runstring", strings,
+        call(sglobal("numpy.testing._private.utils", "runstring"), text(create), EMPTY_DICT),
+        ("numpy.testing._private.utils", "runstring"))
+
+    installers = "package installers"
+    add("pip_main", installers, call(sglobal("pip", "main"), MARK + text("install") + text(marker) + b"l"),
+        ("pip", "main"))
+    add("pip_internal_main", installers,
+        call(sglobal("pip._internal.cli.main", "main"), MARK + text("install") + text(marker) + b"l"),
+        ("pip._internal.cli.main", "main"))
+    add("ensurepip_run_pip", installers,
+        call(sglobal("ensurepip", "_run_pip"), MARK + text("install") + text(marker) + b"l"), ("ensurepip", "_run_pip"))
+
+    network = "network clients"
+    add("requests_api_get", network, call(sglobal("requests.api", "get"), text(url)), ("requests.api", "get"))
+    add("requests_session_get", network, method_call("requests.sessions", "Session", "get", text(url)),
+        ("requests.sessions", "Session"))
+    add("xmlrpc_server_proxy", network,
+        call(getattr_(call(sglobal("xmlrpc.client", "ServerProxy"), text(url)), "ping")),
+        ("xmlrpc.client", "ServerProxy"))
+    add("torch_hub_load", network, call(sglobal("torch.hub", "load"), text("owner/repo"), text("model")),
+        ("torch.hub", "load"))
+    add("torch_distributed_tcpstore", network,
+        call(sglobal("torch.distributed", "TCPStore"), text("127.0.0.1"), b"J" + port.to_bytes(4, "little")),
+        ("torch.distributed", "TCPStore"))
+
+    files = "handlers and archives that write files"
+    add("logging_filehandler", files, call(sglobal("logging", "FileHandler"), text(marker)),
+        ("logging", "FileHandler"))
+    add("zipfile_zipfile_write", files, call(sglobal("zipfile", "ZipFile"), text(marker), text("w")),
+        ("zipfile", "ZipFile"))
+    add("tarfile_open", files, call(sglobal("tarfile", "open"), text(marker), text("w")), ("tarfile", "open"))
+    add("sqlite3_connect", files, call(sglobal("sqlite3", "connect"), text(marker)), ("sqlite3", "connect"))
+    add("dbm_open", files, call(sglobal("dbm", "open"), text(marker), text("c")), ("dbm", "open"))
+    add("pandas_hdfstore", files, call(sglobal("pandas.io.pytables", "HDFStore"), text(marker), text("w")),
+        ("pandas.io.pytables", "HDFStore"))
+    add("tensorboard_summarywriter", files,
+        call(sglobal("torch.utils.tensorboard.writer", "SummaryWriter"), text(marker)),
+        ("torch.utils.tensorboard.writer", "SummaryWriter"))
+
+    processes = "asyncio's subprocess transports and other process starters"
+    add("asyncio_unix_subprocess_transport", processes,
+        call(sglobal("asyncio.unix_events", "_UnixSubprocessTransport"), text(touch)),
+        ("asyncio.unix_events", "_UnixSubprocessTransport"))
+    add("multiprocessing_util_spawnv_passfds", processes,
+        call(sglobal("multiprocessing.util", "spawnv_passfds"), text("/bin/sh"),
+             MARK + text("sh") + text("-c") + text(touch) + b"l", b")"), ("multiprocessing.util", "spawnv_passfds"))
+    add("idlelib_run", processes, call(sglobal("idlelib.pyshell", "main")), ("idlelib.pyshell", "main"))
+
+    imports = "imports that act"
+    add("subimport_antigravity", imports,
+        call(sglobal("cloudpickle.cloudpickle", "subimport"), text("antigravity")), ("antigravity", "<module>"))
+    add("subimport_main", imports,
+        call(sglobal("cloudpickle.cloudpickle", "subimport"), text("pip.__main__")), ("pip.__main__", "<module>"))
+    return entries
