@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from numerai_predict.unsafe import canonical
 
@@ -49,7 +49,22 @@ CALLABLES: dict[tuple[str, str], str] = {
     **{("collections", name): "a container of the standard library" for name in (
         "OrderedDict", "defaultdict", "deque", "Counter", "ChainMap")},
     ("functools", "partial"): "binds arguments to a function without calling it",
-    ("operator", "getitem"): "indexes a value (how typing's generic aliases pickle)",
+    ("operator", "getitem"): "indexes a class (how typing's generic aliases pickle); nothing else",
+    ("operator", "itemgetter"): "makes an item getter (called, if ever, when the model predicts)",
+    ("functools", "reduce"): "joins types with operator.or_ (how int | None pickles); nothing else",
+    ("logging", "getLogger"): "looks a logger up by name (no handler is made)",
+    ("decimal", "Context"): "a decimal context value", ("string", "Template"): "a string template value",
+    ("collections.abc", "_CallableGenericAlias"): "a typing alias (Callable[...])",
+    ("collections", "_tuplegetter"): "a namedtuple's field accessor",
+    ("numpy.rec", "recarray"): "a numpy record array", ("numpy", "record"): "a numpy record",
+    ("dateutil.tz.tz", "_ttinfo"): "a time zone's transition data",
+    **{("typing", name): "a typing alias" for name in (
+        "_GenericAlias", "_UnionGenericAlias", "_CallableGenericAlias", "_LiteralGenericAlias", "Union",
+        "Optional", "TypeVar", "ForwardRef")},
+    ("zoneinfo", "ZoneInfo._unpickle"): "looks a time zone up by name",
+    ("zoneinfo.ZoneInfo", "_unpickle"): "looks a time zone up by name", ("pytz", "_p"): "looks a time zone up by name",
+    **{("dateutil.tz.tz", name): "a time zone value" for name in ("tzfile", "tzutc", "tzlocal", "tzoffset", "tzstr")},
+    ("dateutil.relativedelta", "relativedelta"): "a calendar offset value (pandas' DateOffset)",
     **{("datetime", name): "a date or time value" for name in ("date", "time", "datetime", "timedelta", "timezone")},
     ("decimal", "Decimal"): "a number", ("fractions", "Fraction"): "a number",
     ("uuid", "UUID"): "a UUID value", ("re", "_compile"): "compiles a regular expression",
@@ -58,7 +73,8 @@ CALLABLES: dict[tuple[str, str], str] = {
         "Path", "PosixPath", "PurePath", "PurePosixPath", "WindowsPath", "PureWindowsPath")},
     ("abc", "ABCMeta"): "the metaclass of abstract classes",
     **{("dataclasses", name): "a dataclass's field description (a class pickled by value is a dataclass)"
-       for name in ("Field", "_MISSING_TYPE", "_DataclassParams", "_FIELD_BASE", "_KW_ONLY_TYPE", "KW_ONLY")},
+       for name in ("Field", "_MISSING_TYPE", "_DataclassParams", "_FIELD_BASE", "_KW_ONLY_TYPE", "KW_ONLY",
+                    "_HAS_DEFAULT_FACTORY_CLASS")},
     ("io", "BytesIO"): "a buffer in memory: nothing is read or written elsewhere",
     ("io", "StringIO"): "a buffer in memory: nothing is read or written elsewhere",
     ("enum", "EnumMeta"): "the metaclass of enums", ("enum", "EnumType"): "the metaclass of enums",
@@ -80,16 +96,23 @@ CALLABLES: dict[tuple[str, str], str] = {
     # classes of model libraries with lower-case names (the class rule below looks for capitals)
     **{("numpy", name): "a numpy array or dtype" for name in ("dtype", "ndarray", "matrix", "recarray")},
     ("sklearn.compose._column_transformer", "make_column_selector"): "a scikit-learn column selector (a class)",
+    **{("numpy", name): "a numpy value class" for name in ("finfo", "iinfo", "poly1d", "vectorize")},
+    ("numpy._core._internal", "_convert_to_stringdtype_kwargs"): "numpy's StringDType from its settings",
+    **{("pyarrow.lib", name): "an Arrow value from its parts (types, buffers, schemas, arrays)" for name in (
+        "type_for_alias", "py_buffer", "schema", "field", "chunked_array", "array", "table", "record_batch")},
+    ("torch", "device"): "a torch device value", ("scipy.spatial._ckdtree", "cKDTree"): "a SciPy k-d tree",
+    ("scipy.interpolate._interpolate", "interp1d"): "a SciPy interpolator",
     **{(f"scipy.sparse._{kind}", f"{kind}_{shape}"): "a SciPy sparse matrix or array"
        for kind in ("csr", "csc", "coo", "lil", "dok", "bsr", "dia") for shape in ("matrix", "array")},
 }
 
 #: Library functions cloudpickle pickles by value (a classmethod's function cannot be found by its name),
-#: that a pickle calls while loading: name -> (every name its code may use, why it may run). The code
-#: is recognised by reaching nothing beyond those names, with no closure and no nested code.
-LIBRARY_CODE: dict[str, tuple[frozenset[str], str]] = {
-    "_unpickle_model": (frozenset({"keras.src.saving.saving_lib", "keras", "src", "saving", "saving_lib",
-                                   "_load_model_from_fileobj"}),
+#: that a pickle calls while loading: name -> (the names its code uses, its locals, why it may run). The
+#: code is recognised by using exactly those names and locals, with no closure and no nested code; what it
+#: is bound to and called with is judged as an argument (it could call it).
+LIBRARY_CODE: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
+    "_unpickle_model": (frozenset({"keras.src.saving.saving_lib", "src", "saving", "saving_lib",
+                                   "_load_model_from_fileobj"}), frozenset({"cls", "bytesio", "saving_lib"}),
                         "Keras's KerasSaveable._unpickle_model: rebuilds a model from Keras's own format "
                         "(configuration and weights), with safe_mode on"),
 }
@@ -101,8 +124,49 @@ LIBRARIES: dict[str, str] = {name: "a class of a library the environments instal
     "tensorflow", "tf_keras", "statsmodels", "patsy", "polars", "numerai_tools", "numerblox", "jax", "jaxlib",
     "numba", "mlxtend", "skorch", "tabpfn", "pytorch_lightning", "lightning", "lightning_fabric",
     "torchmetrics", "treelite", "einops", "ydf", "tensorflow_decision_forests", "umap", "pynndescent",
-    "joblib", "threadpoolctl", "cloudpickle")}
+    "threadpoolctl", "cloudpickle")}
 LIBRARIES["_loss"] = "scikit-learn's loss classes (sklearn._loss._loss pickles them under the name _loss)"
+
+#: Class names that act when an object is made (a file opened or written, a process, a server, a
+#: connection): not allowed by the class rule even in an allowed library (statsmodels re-exports
+#: multiprocessing's Pool; pyarrow.OSFile, torch's PyTorchFileWriter, Keras' H5IOStore write files).
+ACTING_CLASS = re.compile(r"\w*(Writer|Handler|File|Pool|Process|Thread|Server|Store|Memory|Client|Session|"
+                          r"Connection|Socket|Tracker|Popen|Executor|Logger|Stream|Loader|Downloader|Listener|"
+                          r"Worker|Shell|Queue|Pipe|Archive|Checkpoint)")
+
+#: Allowed callables that only store their arguments, never call them nor run their objects' methods.
+#: Every other allowed callable may call what it is given (judge.judge_arguments).
+BINDERS = frozenset({
+    ("functools", "partial"), ("builtins", "getattr"), ("builtins", "property"), ("builtins", "staticmethod"),
+    ("builtins", "classmethod"), ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"),
+    ("copyreg", "__newobj_ex__"), ("operator", "itemgetter"), ("collections", "defaultdict"),
+    ("collections.abc", "_CallableGenericAlias"), *((module, name) for module, name in CALLABLES if module == "typing"),
+    *((module, name) for module, name in CALLABLES if module in ("cloudpickle", "types"))})
+
+
+def getitem_on_a_class(args: tuple[object, ...]) -> bool:
+    """A class subscripted (a typing alias): its __class_getitem__ runs, the library's (one defined by
+    the pickle's own class is refused by LOAD_TIME_METHODS)."""
+    from numerai_predict.pickles import BuiltinType, Global, OwnClass
+
+    return bool(args) and isinstance(args[0], (Global, BuiltinType, OwnClass))
+
+
+def or_of_types(args: tuple[object, ...]) -> bool:
+    from numerai_predict.pickles import Global
+
+    return bool(args) and isinstance(args[0], Global) and (normal(args[0].module), args[0].name) == ("operator", "or_")
+
+
+#: Allowed callables allowed only with arguments of one kind: (module, name) -> test of the arguments.
+ARGUMENT_RULES: dict[tuple[str, str], Callable[[tuple[object, ...]], bool]] = {
+    ("operator", "getitem"): getitem_on_a_class,  # a dict subclass's __missing__ or a defaultdict would run
+    ("functools", "reduce"): or_of_types,  # reduce calls its function
+}
+
+
+def argument_rule(module: str, name: str) -> Callable[[tuple[object, ...]], bool] | None:
+    return ARGUMENT_RULES.get((module, name))
 
 #: Parts of those libraries whose objects act when they are made (a server, a process, a file writer,
 #: a download, code loaded by path): nothing of them is allowed while loading.
@@ -118,7 +182,7 @@ EXCLUDED = (
     "lightgbm.dask", "catboost.widget", "catboost.utils", "numpy.testing", "numpy.distutils", "numpy.f2py",
     "numpy.lib.npyio", "numpy.lib.format", "pandas.io", "pandas.util", "pandas._testing", "scipy.io",
     "scipy._lib._testutils", "sklearn.datasets", "sklearn.utils._testing", "statsmodels.iolib", "polars.io",
-    "joblib.parallel", "joblib.pool", "joblib.externals.loky", "joblib.memory", "numba.cuda", "jax.experimental",
+    "numba.cuda", "jax.experimental",
     "lightning.pytorch.loggers", "pytorch_lightning.loggers", "lightning.pytorch.callbacks",
     "pytorch_lightning.callbacks",
 )
@@ -126,14 +190,14 @@ EXCLUDED = (
 #: Library functions that rebuild an object from its pickled state, as libraries name them
 #: (Cython's ``__pyx_unpickle_X``, numpy's ``_reconstruct``, torch's ``_rebuild_tensor_v2``, pandas'
 #: ``_new_Index``, numpy.random's ``__bit_generator_ctor``...).
-RECONSTRUCTOR = re.compile(r"__pyx_unpickle_\w+|_(re)?build\w*|_(re)?construct\w*|_restore\w*|_?unpickle\w*"
-                           r"|_\w+_unpickle|_new_\w+|__\w+_ctor|_frombuffer|scalar|_mareconstruct")
+RECONSTRUCTOR = re.compile(r"__pyx_unpickle_\w+|_(re)?build\w*|_(re)?construct\w*|_restore\w*|_unpickle_\w+"
+                           r"|_\w+_unpickle|_new_\w+|__\w+_ctor|_frombuffer|scalar|_mareconstruct|newObj")
 
 #: Modules whose import acts (opens a browser, starts a program, prints): never imported while loading.
 IMPORT_ACTS = frozenset({"antigravity", "this", "idlelib", "turtledemo", "__hello__", "__phello__", "__main__",
                          "test", "ensurepip", "venv", "pip", "lib2to3"})
 #: Third-party modules a function pickled by value may refer to (importing them runs their own code).
-IMPORTABLE = frozenset({*LIBRARIES, "numerapi", "tqdm", "typing_extensions", "six", "packaging", "dateutil",
+IMPORTABLE = frozenset({*LIBRARIES, "joblib", "numerapi", "tqdm", "typing_extensions", "six", "packaging", "dateutil",
                         "pytz", "tzdata", "requests", "urllib3", "optuna", "shap", "category_encoders", "dill",
                         "sympy", "networkx", "fsspec", "pydantic", "attr", "attrs", "yaml", "h5py", "safetensors",
                         "tensorboard", "absl", "google", "ml_dtypes", "opt_einsum", "tree", "optree", "filelock",
@@ -141,14 +205,15 @@ IMPORTABLE = frozenset({*LIBRARIES, "numerapi", "tqdm", "typing_extensions", "si
                         "rich", "pygments", "tzlocal", "narwhals", "numexpr", "bottleneck"})
 STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"copy_reg", "__builtin__"}
 #: Spellings of modules that the denylist's canonical() does not know.
-MORE_ALIASES = {"copy_reg": "copyreg", "cloudpickle.cloudpickle": "cloudpickle",
+MORE_ALIASES = {"copy_reg": "copyreg", "_functools": "functools", "_collections_abc": "collections.abc",
+                "_collections": "collections", "cloudpickle.cloudpickle": "cloudpickle",
                 "cloudpickle.cloudpickle_fast": "cloudpickle", "cloudpickle.compat": "cloudpickle"}
 
 #: Methods of a class pickled by value that may run while a pickle loads even where the scan cannot tie
 #: them to an object it saw made (a subclass made, an item set, an index taken, a state set): refused
 #: whenever the pickle defines them by value. Methods that run when an object is made are judged per object.
 LOAD_TIME_METHODS = ("__setstate__", "__init_subclass__", "__setitem__", "__getitem__", "__class_getitem__",
-                     "__prepare__")
+                     "__prepare__", "__del__", "__missing__", "register")
 
 
 def normal(module: str) -> str:
@@ -171,8 +236,12 @@ def allowed_reason(module: str, name: str) -> str | None:
     if top not in LIBRARIES or under(module, EXCLUDED):
         return None
     parts = name.split(".")
+    if ACTING_CLASS.fullmatch(parts[-1]):
+        return None
     if all(part.lstrip("_")[:1].isupper() for part in parts):  # a class (nested and private ones too)
         return LIBRARIES[top]
+    if top == "scipy" and re.fullmatch(r"\w+_gen|rv_\w+_frozen", name):  # scipy.stats' distributions
+        return "a SciPy distribution"
     if len(parts) == 1 and RECONSTRUCTOR.fullmatch(name):
         return "a reconstructor of a library the environments install"
     return None

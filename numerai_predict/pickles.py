@@ -12,7 +12,7 @@ import inspect
 import logging
 import pickletools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +43,8 @@ class PickleFacts:
     globals: set[tuple[str, str]] = field(default_factory=set)  # (module, qualified name)
     #: cloudpickle's ``types.CodeType`` constructor arguments, one tuple per code object
     code_objects: list[tuple[object, ...]] = field(default_factory=list)
-    #: what the unpickler would invoke, in order: (the callable as the scan sees it, how it is invoked)
-    calls: list[tuple[object, str]] = field(default_factory=list)
+    #: what the unpickler would invoke, in order: (the callable as the scan sees it, how, its arguments)
+    calls: list[tuple[object, str, object]] = field(default_factory=list)
     #: classes the pickle defines by value (cloudpickle), whose own methods may run while loading
     own_classes: list[OwnClass] = field(default_factory=list)
     #: versions libraries record in their pickled state ("scikit-learn" -> "1.6.1")
@@ -169,9 +169,37 @@ class Dict:
 def is_own_code(value: object) -> bool:
     """A function pickled by value, or a classmethod/staticmethod/property wrapping one."""
     if isinstance(value, OwnFunction):
-        return True
+        return library_code_reason(value.code) is None
     return isinstance(value, Call) and isinstance(value.args, tuple) and any(
-        isinstance(arg, OwnFunction) for arg in value.args)
+        is_own_code(arg) for arg in value.args if isinstance(arg, OwnFunction))
+
+
+def library_code_reason(code: tuple[object, ...]) -> str | None:
+    """Why a code object pickled by value is a library's own function: its name is on
+    allowlist.LIBRARY_CODE, it names (co_names) exactly what the entry lists and no other local
+    than the entry's, and it has no closure and no nested code (types.CodeType's arguments:
+    7 consts, 8 names, 9 varnames, 11 name; the free variables come after the line table)."""
+    from numerai_predict.allowlist import LIBRARY_CODE
+
+    if len(code) < 16 or not isinstance(code[11], str) or code[11] not in LIBRARY_CODE:
+        return None
+    names, local_names, reason = LIBRARY_CODE[code[11]]
+    consts, co_names, varnames, freevars = code[7], code[8], code[9], code[-2]
+    if not (isinstance(co_names, tuple) and set(co_names) == names and freevars == ()):
+        return None
+    if not (isinstance(varnames, tuple) and set(varnames) <= local_names):
+        return None
+    if not isinstance(consts, tuple) or not all(isinstance(c, (str, type(None))) for c in flatten(consts)):
+        return None
+    return reason
+
+
+def flatten(values: tuple[object, ...]) -> Iterator[object]:
+    for value in values:
+        if isinstance(value, tuple):
+            yield from flatten(value)
+        else:
+            yield value
 
 
 MARK = object()
@@ -230,15 +258,17 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
     elif name in ("GLOBAL", "INST"):
         module, qualname = str(arg).split(" ", 1)
         facts.globals.add((module, qualname))
+        facts.calls.append((Module(module), "import", None))  # finding a global imports its module
         if name == "INST":
-            pop_to_mark(stack)
-            facts.calls.append((Global(module, qualname), "call"))
+            args = tuple(pop_to_mark(stack))
+            facts.calls.append((Global(module, qualname), "call", args))
             stack.append(Instance(Global(module, qualname)))
         else:
             stack.append(Global(module, qualname))
     elif name == "STACK_GLOBAL":
         qualname, module = str(stack.pop()), str(stack.pop())
         facts.globals.add((module, qualname))
+        facts.calls.append((Module(module), "import", None))
         stack.append(Global(module, qualname))
     elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
         memo[arg] = stack[-1]
@@ -254,34 +284,34 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
         del stack[len(stack) - count:]
         stack.append(items)
     elif name == "REDUCE":
-        args, func = stack.pop(), stack.pop()
-        if is_code_type(func) and isinstance(args, tuple):
-            facts.code_objects.append(args)
-        facts.calls.append((func, "call"))
-        stack.append(reduced(func, args, facts))
+        arguments, func = stack.pop(), stack.pop()
+        if is_code_type(func) and isinstance(arguments, tuple):
+            facts.code_objects.append(arguments)
+        facts.calls.append((func, "call", arguments))
+        stack.append(reduced(func, arguments, facts))
     elif name in ("NEWOBJ", "NEWOBJ_EX"):
         del stack[len(stack) - len(op.stack_before) + 1:]  # the arguments
         cls = stack.pop()
-        facts.calls.append((cls, "new"))
+        facts.calls.append((cls, "new", None))
         stack.append(Instance(cls))
     elif name == "OBJ":
         made = pop_to_mark(stack)
         cls = made[0] if made else None
-        facts.calls.append((cls, "call"))
+        facts.calls.append((cls, "call", tuple(made[1:])))
         stack.append(Instance(cls))
     elif name == "BUILD":
-        stack.pop()  # the state
-        if isinstance(stack[-1], Instance):
-            facts.calls.append((stack[-1].cls, "setstate"))
+        state = stack.pop()
+        if isinstance(stack[-1], Instance):  # slot state is set with setattr: the class's __setattr__ runs
+            slots = isinstance(state, tuple) and len(state) == 2 and state[1] is not None
+            facts.calls.append((stack[-1].cls, "setstate_slots" if slots else "setstate", None))
     elif name == "EMPTY_DICT":
         stack.append(Dict())
     elif name in ("SETITEM", "SETITEMS", "DICT"):
-        set_items(name, stack)
+        set_items(name, stack, facts)
     elif name in ("APPEND", "APPENDS", "ADDITEMS"):
-        if name == "APPEND":
-            stack.pop()
-        else:
-            pop_to_mark(stack)
+        added = [stack.pop()] if name == "APPEND" else pop_to_mark(stack)
+        if name == "ADDITEMS":  # a set's members are hashed
+            note_hashed(added, facts)
     elif isinstance(arg, (str, bytes, bytearray)) and not op.stack_before:
         note_recorded(arg, facts)
         stack.append(arg)
@@ -310,7 +340,9 @@ def attribute(owner: object, name: str, facts: PickleFacts) -> object:
     from numerai_predict.unsafe import ESCAPES
 
     if name in ESCAPES:  # from any object to every other: refused whatever is done with it
-        facts.calls.append((Attribute(owner, name), "lookup"))
+        facts.calls.append((Attribute(owner, name), "lookup", None))
+    elif isinstance(owner, (OwnClass, Instance)):  # a property of the pickle's own class runs its getter
+        facts.calls.append((Attribute(owner, name), "getattr", None))
     return Attribute(owner, name)
 
 
@@ -325,11 +357,12 @@ def rebuilt_by_value(module: str, name: str, args: tuple[object, ...], facts: Pi
         code = args[0].args if isinstance(args[0], Call) and is_code_type(args[0].func) else ()
         return OwnFunction(code_name(code), code if isinstance(code, tuple) else ())
     if name in ("_make_skeleton_class", "_make_skeleton_enum"):
-        skeleton = OwnClass(next((a for a in args[1:3] if isinstance(a, str)), "<class>"), args[0], args[2:3])
-        if name == "_make_skeleton_class":
-            facts.calls.append((args[0], "class"))  # the metaclass makes the class
-        else:
-            skeleton.bases = args[0]
+        enum = name == "_make_skeleton_enum"
+        bases = args[0] if enum else (args[2] if len(args) > 2 else ())
+        skeleton = OwnClass(next((a for a in args[1:3] if isinstance(a, str)), "<class>"), None if enum else args[0],
+                            bases if isinstance(bases, tuple) else ())
+        # The metaclass makes the class; an enum's members are made then (its and its bases' __new__, __init__).
+        facts.calls.append((skeleton, "enum", None) if enum else (args[0], "class", None))
         facts.own_classes.append(skeleton)
         return skeleton
     if name == "_class_setstate" and isinstance(args[0], OwnClass) and len(args) > 1:
@@ -349,13 +382,21 @@ def code_name(code: object) -> str:
     return "<function>"
 
 
-def set_items(name: str, stack: list[object]) -> None:
+def note_hashed(values: list[object], facts: PickleFacts) -> None:
+    """Objects of the pickle's own classes used as dict keys or set members: their __hash__ runs."""
+    for value in values:
+        if isinstance(value, Instance) and isinstance(value.cls, OwnClass):
+            facts.calls.append((value.cls, "hash", None))
+
+
+def set_items(name: str, stack: list[object], facts: PickleFacts) -> None:
     """SETITEM(S) and DICT: the dict stays on the stack, its string keys noted."""
     if name == "SETITEM":
         items = stack[-2:]
         del stack[-2:]
     else:
         items = pop_to_mark(stack)
+    note_hashed(items[::2], facts)
     if name == "DICT":
         stack.append(Dict())
     target = stack[-1]
@@ -379,10 +420,10 @@ def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> o
     if isinstance(func, Global) and isinstance(args, tuple) and args:
         key = (func.module, func.name)
         if key in IMPORTERS and isinstance(args[0], str):
-            facts.calls.append((Module(args[0]), "import"))
+            facts.calls.append((Module(args[0]), "import", None))
             return Module(args[0])
         if key in IMPORTERS:  # the module's name is computed while loading
-            facts.calls.append((None, "import"))
+            facts.calls.append((None, "import", None))
         if key == ("builtins", "getattr") and len(args) >= 2 and isinstance(args[1], str):
             return attribute(args[0], args[1], facts)
         by_value = rebuilt_by_value(func.module, func.name, args, facts)
@@ -390,7 +431,7 @@ def reduced(func: object, args: object, facts: PickleFacts, depth: int = 0) -> o
             return by_value
         if key in COPYREG_MAKERS:
             for cls in args[:2] if func.name == "_reconstructor" else args[:1]:
-                facts.calls.append((cls, "new"))
+                facts.calls.append((cls, "new", None))
             return Instance(args[0])
         if key == ("_codecs", "encode") and isinstance(args[0], str) and args[1:] in (("latin1",), ("latin-1",)):
             return args[0].encode("latin-1")  # how protocols 0-2 spell bytes
@@ -520,7 +561,9 @@ def load_model(path: str) -> object:
     import pandas as pd
 
     try:
-        return pd.read_pickle(path)
+        # compression=None: what loads is the bytes the doctor read (a .zip or .gz name would unpack
+        # something else first)
+        return pd.read_pickle(path, compression=None)
     except ModuleNotFoundError as exc:
         raise MissingModuleError(f"{path} needs module {exc.name!r}, which this environment does not have") from None
     except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError) as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from malicious_pickles import EMPTY_DICT, MARK, call, getattr_, sglobal, text, wrap
+from malicious_pickles import EMPTY_DICT, MARK, NEWTRUE, NONE, TUPLE, binint, call, getattr_, sglobal, text, wrap
 
 
 @dataclass(frozen=True)
@@ -123,4 +123,53 @@ def advisory_corpus(marker: str, port: int = 9) -> list[Advisory]:
         call(sglobal("cloudpickle.cloudpickle", "subimport"), text("antigravity")), ("antigravity", "<module>"))
     add("subimport_main", imports,
         call(sglobal("cloudpickle.cloudpickle", "subimport"), text("pip.__main__")), ("pip.__main__", "<module>"))
+    return entries
+
+
+def evasions(marker: str) -> list[Advisory]:
+    """What a cold review of the allowlist got past it (each passed the doctor before its fix): allowed
+    callables that call their arguments, library classes that act when made, nested pickles a library
+    loads, and imports that act. Opcodes only; never loaded."""
+    touch = "touch " + shlex.quote(marker)
+    create = f"open({marker!r}, 'w').close()"
+    command = MARK + text("sh") + text("-c") + text(touch) + TUPLE
+    run_command = sglobal("uuid", "_get_command_stdout")
+    entries: list[Advisory] = []
+
+    def add(name: str, body: bytes, expected: tuple[str, str]) -> None:
+        entries.append(Advisory(name, "evasions of the allowlist", wrap(body), expected))
+
+    add("getitem_defaultdict_partial",
+        call(sglobal("operator", "getitem"),
+             call(sglobal("collections", "defaultdict"),
+                  call(sglobal("functools", "partial"), run_command, text("sh"), text("-c"), text(touch))),
+             text("k")), ("operator", "getitem"))
+    add("torch_rebuild_from_type_calls_its_function",
+        call(sglobal("torch._tensor", "_rebuild_from_type_v2"), run_command, sglobal("builtins", "object"),
+             command, EMPTY_DICT), ("uuid", "_get_command_stdout"))
+    add("numpy_randomstate_ctor_calls_its_constructor",
+        call(sglobal("numpy.random._pickle", "__randomstate_ctor"), text(create), sglobal("profile", "run")),
+        ("profile", "run"))
+    add("statsmodels_reexported_pool",
+        call(sglobal("statsmodels.graphics.functional", "Pool"), binint(1), run_command, command),
+        ("statsmodels.graphics.functional", "Pool"))
+    add("joblib_unpickle_nested", call(sglobal("joblib.numpy_pickle", "_unpickle"), NONE, NEWTRUE),
+        ("joblib.numpy_pickle", "_unpickle"))
+    add("numpy_npzfile", call(sglobal("numpy.lib._npyio_impl", "NpzFile"), text(marker)),
+        ("numpy.lib._npyio_impl", "NpzFile"))
+    add("scipy_unpickle_function",
+        call(call(sglobal("scipy._lib._uarray._backend", "unpickle_function"), text("os"), text("system"), NONE),
+             text(touch)), ("scipy._lib._uarray._backend", "unpickle_function"))
+    add("pyarrow_osfile", call(sglobal("pyarrow.lib", "OSFile"), text(marker), text("w")), ("pyarrow.lib", "OSFile"))
+    add("torch_file_writer", call(sglobal("torch._C", "PyTorchFileWriter"), text(marker)),
+        ("torch._C", "PyTorchFileWriter"))
+    add("tensorflow_tfrecord_writer", call(sglobal("tensorflow._api.v2.io", "TFRecordWriter"), text(marker)),
+        ("tensorflow._api.v2.io", "TFRecordWriter"))
+    add("keras_h5_store", call(sglobal("keras.src.saving.saving_lib", "H5IOStore"), text(marker), NONE, text("w")),
+        ("keras.src.saving.saving_lib", "H5IOStore"))
+    add("logging_through_an_allowed_library",
+        call(getattr_(getattr_(call(sglobal("cloudpickle.cloudpickle", "subimport"), text("sklearn")), "logging"),
+                      "FileHandler"), text(marker)), ("sklearn.logging", "FileHandler"))
+    add("referenced_global_of_a_main_module", sglobal("venv.__main__", "x"), ("venv.__main__", "<module>"))
+    add("referenced_global_of_antigravity", sglobal("antigravity", "x"), ("antigravity", "<module>"))
     return entries

@@ -221,9 +221,60 @@ def plain_python(x, y):
     }
 
 
+@dataclasses.dataclass
+class Config:
+    """A dataclass with a default factory and modern annotations."""
+
+    weights: list[float] = dataclasses.field(default_factory=list)
+    scale: float | None = None
+    post: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+class Holder:
+    """Objects participants keep on a model: a logger, values of the standard library."""
+
+    def __init__(self) -> None:
+        import decimal
+        import logging
+        import operator
+        import string
+        import zoneinfo
+
+        self.log = logging.getLogger("model")
+        self.pick = operator.itemgetter(0)
+        self.context = decimal.Context(prec=6)
+        self.template = string.Template("$name")
+        self.when = pd.Timestamp("2026-01-01", tz=zoneinfo.ZoneInfo("Europe/Paris"))
+        self.offset = pd.DateOffset(months=1)
+
+
+def more_values(x, y):
+    """Values of the stack kept inside a model (each refused once by the allowlist's first version)."""
+    import scipy.interpolate
+    import scipy.spatial
+    import scipy.stats
+    from sklearn.neighbors import KNeighborsRegressor
+
+    config = Config([1.0, 2.0], 0.5)
+    holder = Holder()
+    arrow = pd.DataFrame({"a": pd.array([1, 2], dtype="int64[pyarrow]"),
+                          "s": pd.array(["u", "v"], dtype="string[pyarrow]")})
+    numeric = (np.poly1d([1, 2]), np.float32(1), np.datetime64("2026-01-01"))
+    distributions = (scipy.stats.norm(0, 1), scipy.interpolate.interp1d([0, 1], [0, 1]),
+                     scipy.spatial.cKDTree(np.eye(3)))
+    neighbours = KNeighborsRegressor(n_neighbors=2).fit(x, y)
+
+    def predict(live_features):
+        values = neighbours.predict(live_features) * (config.scale or 1) + len(arrow) * 0 + 0 * len(numeric)
+        return pd.DataFrame({"prediction": values + 0 * len(distributions) + 0 * len(holder.log.name)},
+                            index=live_features.index)
+
+    return {"stack_values_inside": predict}
+
+
 MAKERS = {"sklearn": sklearn_models, "lightgbm": lightgbm_models, "xgboost": xgboost_models,
           "catboost": catboost_models, "torch": torch_models, "keras": keras_models,
-          "polars": scipy_statsmodels_polars, "numpy": plain_python}
+          "polars": scipy_statsmodels_polars, "numpy": plain_python, "scipy": more_values}
 
 
 def benign_corpus() -> tuple[dict[str, bytes], list[str]]:

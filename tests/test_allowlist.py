@@ -8,6 +8,7 @@ make them, by this Python and its libraries (tests/benign_pickles.py), passes wi
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -19,10 +20,10 @@ import sys
 import cloudpickle
 import jsonschema
 import pytest
-from advisory_pickles import Advisory, advisory_corpus
+from advisory_pickles import Advisory, advisory_corpus, evasions
 from benign_pickles import benign_corpus
 from conftest import ROOT
-from malicious_pickles import CallsAtLoad, corpus
+from malicious_pickles import EMPTY_DICT, MARK, TUPLE, CallsAtLoad, binint, call, corpus, sglobal, text, wrap
 from test_doctor import SCHEMA, check, local_data
 
 import predict
@@ -223,3 +224,183 @@ def test_the_allowlist_is_documented_in_readme():
     section = readme[readme.index("#### What may run while a pickle loads"):]
     assert "numerai_predict/allowlist.py" in section and "`CALLABLES`" in section and "`LIBRARIES`" in section
     assert "--allow-unsafe" in section
+
+
+EVASIONS = evasions(os.path.join("/nonexistent", "MARKER"))
+
+
+@pytest.mark.parametrize("entry", EVASIONS, ids=[entry.name for entry in EVASIONS])
+def test_what_a_cold_review_got_past_the_allowlist_is_refused(entry: Advisory):
+    assert entry.expected in refused(entry.data)
+
+
+def test_each_way_of_invoking_is_judged():
+    """REDUCE, NEWOBJ, OBJ, INST and BUILD of the same class not on the list: each refused, named by how."""
+    from malicious_pickles import OBJ, TUPLE1
+
+    newobj, build = b"\x81", b"b"
+    handler = sglobal("logging", "FileHandler")
+    cases = {
+        "call": wrap(call(handler, text("x"))),
+        "new": wrap(handler + text("x") + TUPLE1 + newobj),
+        "setstate": wrap(handler + b")" + newobj + EMPTY_DICT + build),
+        "obj": wrap(MARK + handler + text("x") + OBJ),
+        "inst": b"(S'x'\nilogging\nFileHandler\n.",
+    }
+    for how, data in cases.items():
+        calls = {(c.module, c.name, c.how): c.verdict for c in scan_bytes(data).load_calls}
+        name = "FileHandler.__setstate__" if how == "setstate" else "FileHandler"
+        expected_how = {"obj": "call", "inst": "call"}.get(how, how)
+        assert calls.get(("logging", name, expected_how)) == "unknown", (how, calls)
+
+
+def test_a_module_named_while_loading_is_refused():
+    computed = call(sglobal("cloudpickle.cloudpickle", "subimport"),
+                    call(sglobal("operator", "getitem"), MARK + text("antigravity") + TUPLE, binint(0)))
+    calls = scan_bytes(wrap(computed)).load_calls
+    assert any(c.how == "import" and c.module == "<computed>" and c.verdict != "allowed" for c in calls)
+
+
+OWN = r'''
+import enum, abc
+def evil():
+    return 1
+class HashKey:
+    def __hash__(self):
+        return evil()
+class SlotSet:
+    __slots__ = ("a",)
+    def __setattr__(self, k, v):
+        object.__setattr__(self, k, v)
+class Prop:
+    @property
+    def p(self):
+        return evil()
+class Mixin:
+    def __init__(self, *a):
+        evil()
+class E(Mixin, enum.Enum):
+    A = 1
+class Str:
+    def __str__(self):
+        return "s"
+class Del:
+    def __del__(self):
+        evil()
+class Base:
+    def __init__(self):
+        evil()
+class Child(Base):
+    pass
+class Meta(type):
+    def __init__(cls, *args):
+        evil()
+class WithMeta(metaclass=Meta):
+    pass
+class CallMe:
+    def __call__(self):
+        return evil()
+class ListLike(list):
+    def extend(self, items):
+        evil()
+class Reg(abc.ABC):
+    @classmethod
+    def register(cls, sub):
+        evil()
+Reg.register(int)
+'''
+
+
+class Reduce:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.fixture(scope="module")
+def own():
+    import types
+
+    namespace = {"__name__": "notebook"}
+    exec(OWN, namespace)
+    return types.SimpleNamespace(**namespace)
+
+
+def own_cases(own) -> dict[str, bytes]:
+    import operator
+
+    slot = object.__new__(own.SlotSet)
+    object.__setattr__(slot, "a", 1)
+    listlike = own.ListLike()
+    list.append(listlike, 1)
+    return {
+        "a dict key's __hash__": {own.HashKey(): 1},
+        "slot state set through __setattr__": slot,
+        "a property read by getattr": Reduce(getattr, own.Prop(), "p"),
+        "an enum whose mixin's __init__ is by value": own.E,
+        "str() of an own object": Reduce(str, own.Str()),
+        "an own class with __del__": own.Del(),
+        "an own base's __init__ run by a call": Reduce(own.Child),
+        "a metaclass by value": own.WithMeta,
+        "an own object called": Reduce(own.CallMe()),
+        "a list subclass's own extend": listlike,
+        "an ABC's own register": own.Reg,
+        "a bound method of an own function called": Reduce(own.CallMe().__call__),
+        "getitem on an own object": Reduce(operator.getitem, {own.HashKey(): 1}, 0),
+    }
+
+
+def test_the_pickles_own_methods_that_run_while_loading_are_refused(own):
+    for name, obj in own_cases(own).items():
+        data = cloudpickle.dumps(obj)
+        assert any(item.reason.startswith(("runs the pickle's own code", "not on the doctor's allowlist"))
+                   for item in scan_bytes(data).unsafe), name
+
+
+def test_one_verdict_does_not_hide_another_of_the_same_name(own):
+    """A class named Foo called, then a function named Foo called: both listed, the function refused."""
+    namespace = {"__name__": "notebook"}
+    exec("class Foo:\n    pass\n", namespace)
+    cls = namespace["Foo"]
+    exec("def Foo():\n    return 1\n", namespace)
+    unsafe = scan_bytes(cloudpickle.dumps([Reduce(cls), Reduce(namespace["Foo"])])).unsafe
+    assert [item.name for item in unsafe] == ["Foo"]
+
+
+def test_what_loads_is_what_the_doctor_read(tmp_path):
+    """pandas would unpack a pickle named .gz/.zip first (a benign pickle could front a malicious archive):
+    the runner loads the file's own bytes."""
+    from numerai_predict.pickles import load_model
+
+    path = tmp_path / "model.pkl.gz"
+    path.write_bytes(pickle.dumps({"plain": True}))
+    assert load_model(str(path)) == {"plain": True}
+
+
+def test_json_lists_what_is_only_referenced(capsys, tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(cloudpickle.dumps(functools.partial(os.path.join, "a")))
+    code, out = check(capsys, "--json", "--model", str(path))
+    assert code == 0 and {"module": os.path.join.__module__, "name": "join"} in json.loads(out)["referenced"]
+
+
+def test_every_kind_of_load_time_call_follows_the_schema(own, tmp_path):
+    from numerai_predict.doctor import diagnose
+    from numerai_predict.pickles import inspect_pickle
+
+    with open(SCHEMA) as handle:
+        schema = json.load(handle)
+    pickles = [cloudpickle.dumps(obj) for obj in own_cases(own).values()] + [e.data for e in EVASIONS + ADVISORIES]
+    hows = set()
+    for index, data in enumerate(pickles):
+        path = tmp_path / f"{index}.pkl"
+        path.write_bytes(data)
+        report = diagnose(str(path), inspect_pickle(str(path)))
+        jsonschema.validate(report, schema)
+        hows |= {call["how"] for call in report["load_time_calls"]}
+    assert {"call", "new", "setstate_slots", "import", "enum", "method", "getattr", "hash",
+            "argument"} <= hows

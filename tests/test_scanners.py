@@ -1,5 +1,6 @@
 """The doctor against the published pickle scanners, picklescan (also --strict) and fickling, on
-the same corpora: the malicious pickles (tests/malicious_pickles.py, tests/advisory_pickles.py)
+the same corpora: the malicious pickles (tests/malicious_pickles.py, tests/advisory_pickles.py with
+the evasions a cold review found)
 and the benign ones (the committed test pickles and tests/benign_pickles.py, made here).
 README's comparison table is this run's result: the test fails when it is stale and prints
 the table (UPDATE_README=1 writes it).
@@ -14,7 +15,7 @@ import re
 import tempfile
 
 import pytest
-from advisory_pickles import advisory_corpus
+from advisory_pickles import advisory_corpus, evasions
 from benign_pickles import benign_corpus
 from conftest import ROOT
 from malicious_pickles import corpus
@@ -64,7 +65,8 @@ def corpora() -> dict[str, list[bytes]]:
     committed = sorted(glob.glob(os.path.join(ROOT, "tests", "models", "**", "*.pkl"), recursive=True))
     benign, _ = benign_corpus()
     return {
-        "malicious (refused)": [e.data for e in corpus(marker)] + [e.data for e in advisory_corpus(marker)],
+        "malicious (refused)": [e.data for e in corpus(marker)] + [e.data for e in advisory_corpus(marker)]
+        + [e.data for e in evasions(marker)],
         "benign (passed)": [open(path, "rb").read() for path in committed] + list(benign.values()),
     }
 
