@@ -60,7 +60,7 @@ CALLABLES: dict[tuple[str, str], str] = {
     ("dateutil.tz.tz", "_ttinfo"): "a time zone's transition data",
     **{("typing", name): "a typing alias" for name in (
         "_GenericAlias", "_UnionGenericAlias", "_CallableGenericAlias", "_LiteralGenericAlias", "Union",
-        "Optional", "TypeVar", "ForwardRef")},
+        "Optional", "TypeVar", "ForwardRef", "_ProtocolMeta", "_TypedDictMeta", "Generic", "Protocol")},
     ("zoneinfo", "ZoneInfo._unpickle"): "looks a time zone up by name",
     ("zoneinfo.ZoneInfo", "_unpickle"): "looks a time zone up by name", ("pytz", "_p"): "looks a time zone up by name",
     **{("dateutil.tz.tz", name): "a time zone value" for name in ("tzfile", "tzutc", "tzlocal", "tzoffset", "tzstr")},
@@ -86,7 +86,7 @@ CALLABLES: dict[tuple[str, str], str] = {
         "_make_dict_items", "_create_parametrized_type_hint", "_make_typevar", "_lookup_module_and_qualname",
         "_get_bases", "_enum_getnewargs", "_make__new__factory", "_make_skel_func", "_fill_function",
         "dynamic_subimport", "subimport", "_rehydrate_skeleton_class", "_property_reduce",
-        "_make_code", "instance", "_file_reconstructor", "_get_dataclass_field_type_sentinel")},
+        "_make_code", "_file_reconstructor", "_get_dataclass_field_type_sentinel")},
     # types cloudpickle names through _builtin_type
     **{("types", name): "makes a value of a builtin type; nothing runs it" for name in (
         "CodeType", "CellType", "MethodType", "MappingProxyType", "SimpleNamespace", "ModuleType",
@@ -99,8 +99,19 @@ CALLABLES: dict[tuple[str, str], str] = {
     **{("numpy", name): "a numpy value class" for name in ("finfo", "iinfo", "poly1d", "vectorize")},
     ("numpy._core._internal", "_convert_to_stringdtype_kwargs"): "numpy's StringDType from its settings",
     **{("pyarrow.lib", name): "an Arrow value from its parts (types, buffers, schemas, arrays)" for name in (
-        "type_for_alias", "py_buffer", "schema", "field", "chunked_array", "array", "table", "record_batch")},
-    ("torch", "device"): "a torch device value", ("scipy.spatial._ckdtree", "cKDTree"): "a SciPy k-d tree",
+        "type_for_alias", "py_buffer", "schema", "field", "chunked_array", "array", "table", "record_batch",
+        "list_", "large_list", "list_view", "dictionary", "struct", "timestamp", "time32", "time64", "date32",
+        "date64", "duration", "decimal128", "decimal256", "map_", "fixed_shape_tensor", "uuid", "binary",
+        "string", "large_string", "float16", "float32", "float64", "int8", "int16", "int32", "int64",
+        "uint8", "uint16", "uint32", "uint64", "bool_", "null", "run_end_encoded", "union", "opaque")},
+    ("torch", "device"): "a torch device value", ("torch.serialization", "_get_layout"): "a torch layout by name",
+    **{("torch", name): "a torch layout or quantization scheme value" for name in (
+        "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+        "per_channel_affine_float_qparams", "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
+        "sparse_bsc", "_mkldnn")},
+    **{("scipy.stats." + module, name): "a SciPy distribution or density estimate" for module, name in (
+        ("_kde", "gaussian_kde"), ("_continuous_distns", "rv_histogram"))},
+    ("scipy.spatial._ckdtree", "cKDTree"): "a SciPy k-d tree",
     ("scipy.interpolate._interpolate", "interp1d"): "a SciPy interpolator",
     **{(f"scipy.sparse._{kind}", f"{kind}_{shape}"): "a SciPy sparse matrix or array"
        for kind in ("csr", "csc", "coo", "lil", "dok", "bsr", "dia") for shape in ("matrix", "array")},
@@ -132,7 +143,17 @@ LIBRARIES["_loss"] = "scikit-learn's loss classes (sklearn._loss._loss pickles t
 #: multiprocessing's Pool; pyarrow.OSFile, torch's PyTorchFileWriter, Keras' H5IOStore write files).
 ACTING_CLASS = re.compile(r"\w*(Writer|Handler|File|Pool|Process|Thread|Server|Store|Memory|Client|Session|"
                           r"Connection|Socket|Tracker|Popen|Executor|Logger|Stream|Loader|Downloader|Listener|"
-                          r"Worker|Shell|Queue|Pipe|Archive|Checkpoint)")
+                          r"Worker|Shell|Queue|Pipe|Archive|Checkpoint|Submitter|Allocator|Delegate|Interpreter)")
+
+#: Values of the standard library: they store or iterate their arguments and call none of them, but may run
+#: methods of the objects they get (str() runs __str__): objects of the pickle's own classes are judged.
+VALUE_TYPES = frozenset({
+    *((module, name) for module, name in CALLABLES if module in (
+        "datetime", "decimal", "fractions", "uuid", "pathlib", "array", "dataclasses", "string", "zoneinfo",
+        "zoneinfo.ZoneInfo", "pytz", "dateutil.tz.tz", "dateutil.relativedelta")),
+    *(("builtins", name) for name in ("object", "list", "set", "frozenset", "tuple", "bytearray", "bytes", "str",
+                                       "int", "float", "complex", "bool", "slice", "range")),
+    ("re", "_compile"), ("logging", "getLogger")})
 
 #: Allowed callables that only store their arguments, never call them nor run their objects' methods.
 #: Every other allowed callable may call what it is given (judge.judge_arguments).
@@ -141,6 +162,7 @@ BINDERS = frozenset({
     ("builtins", "classmethod"), ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"),
     ("copyreg", "__newobj_ex__"), ("operator", "itemgetter"), ("collections", "defaultdict"),
     ("collections.abc", "_CallableGenericAlias"), *((module, name) for module, name in CALLABLES if module == "typing"),
+    *VALUE_TYPES,
     *((module, name) for module, name in CALLABLES if module in ("cloudpickle", "types"))})
 
 
@@ -184,7 +206,11 @@ EXCLUDED = (
     "scipy._lib._testutils", "sklearn.datasets", "sklearn.utils._testing", "statsmodels.iolib", "polars.io",
     "numba.cuda", "jax.experimental",
     "lightning.pytorch.loggers", "pytorch_lightning.loggers", "lightning.pytorch.callbacks",
-    "pytorch_lightning.callbacks",
+    "pytorch_lightning.callbacks", "torch.xpu", "torch.mps", "torch.utils.benchmark", "torch.utils.model_zoo",
+    "tensorflow.compat", "tensorflow._api", "tensorflow.lite", "tensorflow.python.lib", "tensorflow.saved_model",
+    "keras.applications", "keras.src.applications", "keras.export", "keras.src.export", "tf_keras.applications",
+    "keras.datasets", "keras.src.datasets", "scipy._lib", "scipy.datasets", "polars._dependencies",
+    "numerblox.submission", "numerblox.download", "numerai_tools.submissions",
 )
 
 #: Library functions that rebuild an object from its pickled state, as libraries name them
@@ -212,8 +238,8 @@ MORE_ALIASES = {"copy_reg": "copyreg", "_functools": "functools", "_collections_
 #: Methods of a class pickled by value that may run while a pickle loads even where the scan cannot tie
 #: them to an object it saw made (a subclass made, an item set, an index taken, a state set): refused
 #: whenever the pickle defines them by value. Methods that run when an object is made are judged per object.
-LOAD_TIME_METHODS = ("__setstate__", "__init_subclass__", "__setitem__", "__getitem__", "__class_getitem__",
-                     "__prepare__", "__del__", "__missing__", "register")
+LOAD_TIME_METHODS = ("__setstate__", "__setitem__", "__class_getitem__", "__prepare__", "__del__", "__missing__",
+                     "<register>")
 
 
 def normal(module: str) -> str:
@@ -240,8 +266,10 @@ def allowed_reason(module: str, name: str) -> str | None:
         return None
     if all(part.lstrip("_")[:1].isupper() for part in parts):  # a class (nested and private ones too)
         return LIBRARIES[top]
-    if top == "scipy" and re.fullmatch(r"\w+_gen|rv_\w+_frozen", name):  # scipy.stats' distributions
+    if top == "scipy" and re.fullmatch(r"\w+_gen|\w+_frozen", name):  # scipy.stats' distributions
         return "a SciPy distribution"
+    if top == "statsmodels" and re.fullmatch(r"[sdcz][A-Z]\w+", name):  # Cython classes per dtype (dStatespace)
+        return "a statsmodels state-space class"
     if len(parts) == 1 and RECONSTRUCTOR.fullmatch(name):
         return "a reconstructor of a library the environments install"
     return None
@@ -255,8 +283,6 @@ def import_reason(module: str) -> tuple[bool, str]:
         return False, "a module whose name is not an identifier"
     if top in IMPORT_ACTS or "__main__" in parts:
         return False, "a module that acts when it is imported"
-    if under(module, EXCLUDED):
-        return False, "a part of a library that acts when its objects are made"
     if top in STDLIB:
         return True, "a module of the standard library"
     if top in IMPORTABLE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from numerai_predict.allowlist import (
     BINDERS,
     LOAD_TIME_METHODS,
+    VALUE_TYPES,
     allowed_reason,
     argument_rule,
     import_reason,
@@ -26,6 +27,7 @@ from numerai_predict.pickles import (
     Dict,
     Global,
     Instance,
+    List,
     LoadCall,
     Module,
     OwnClass,
@@ -48,6 +50,7 @@ RUN_BY = {"call": ("__new__", "__init__", "__post_init__", "_missing_", "__call_
           "setstate_slots": ("__setstate__", "__getattr__", "__getattribute__", "__setattr__"),
           "class": ("__new__", "__init__", "__call__", "__prepare__", "__init_subclass__"),
           "enum": ("__new__", "__init__", "__init_subclass__", "_generate_next_value_", "__set_name__", "_missing_"),
+          "subclass": ("__init_subclass__",),
           "hash": ("__hash__", "__eq__"), "argument": ("__new__", "__init__", "__call__")}
 #: Methods of the pickle's own classes that never run just because an object is handed over.
 INERT_METHODS = frozenset({"__init__", "__call__"})
@@ -77,9 +80,8 @@ def judge_calls(calls: list[tuple[object, str, object]], own_classes: list[OwnCl
 def judge_arguments(callable_: object, args: object) -> list[LoadCall]:
     """What an allowed callable may do with its arguments: a binder only stores them; any other may
     call them (so callables among them are judged as calls) or run methods of the objects it gets."""
-    key = (normal(callable_.module), callable_.name) if isinstance(callable_, Global) else (
-        ("types", callable_.name) if isinstance(callable_, BuiltinType) else None)
-    if key in BINDERS or not isinstance(args, tuple):
+    key = binder_key(callable_)
+    if (key in BINDERS and key not in VALUE_TYPES) or not isinstance(args, tuple):
         return []
     if isinstance(callable_, Call) and callable_.func == BuiltinType("MethodType") and isinstance(
             callable_.args, tuple):
@@ -90,7 +92,7 @@ def judge_arguments(callable_: object, args: object) -> list[LoadCall]:
                                                f"called with arguments it is not allowed for; {UNKNOWN}")]
     found = []
     for value in arguments(args):
-        if isinstance(value, (Global, OwnFunction, BuiltinType, Attribute)):
+        if isinstance(value, (Global, OwnFunction, BuiltinType, Attribute)) and key not in VALUE_TYPES:
             found.append(judge(value, "argument"))
         elif isinstance(value, (OwnClass, Instance)) and handed_over_methods(value):
             shown = f"{key[0]}.{key[1]}" if key else "a callable"
@@ -100,14 +102,30 @@ def judge_arguments(callable_: object, args: object) -> list[LoadCall]:
     return found
 
 
-def arguments(args: tuple[object, ...]) -> list[object]:
-    """The values in a call's arguments, through tuples and tracked dicts."""
-    values = []
+def arguments(args: tuple[object, ...], depth: int = 0) -> list[object]:
+    """The values in a call's arguments, through tuples, tracked lists and dicts, and what binders hold
+    (a partial's function, a defaultdict's factory: calling or indexing them calls it)."""
+    values: list[object] = []
     for value in flatten(args):
         values.append(value)
+        inner: list[object] = []
         if isinstance(value, Dict):
-            values += list(value.items.values())
+            inner = list(value.items.values())
+        elif isinstance(value, List):
+            inner = value.items
+        elif isinstance(value, Call) and binder_key(value.func) in BINDERS and isinstance(value.args, tuple):
+            inner = list(value.args)
+        if inner and depth < 20:
+            values += arguments(tuple(inner), depth + 1)
     return values
+
+
+def binder_key(func: object) -> tuple[str, str] | None:
+    if isinstance(func, Global):
+        return normal(func.module), func.name
+    if isinstance(func, BuiltinType):
+        return "types", func.name
+    return None
 
 
 def handed_over_methods(value: object) -> set[str]:
@@ -221,8 +239,11 @@ def judge_global(module: str, name: str, how: str) -> LoadCall:
 
 def judge_own_class(cls: OwnClass, how: str) -> LoadCall:
     """A class of the pickle's own: what runs is the library's (type, Enum, a library base class)
-    unless the class or one of its own bases defines, by value, a method that runs then."""
-    own = sorted(set(RUN_BY.get(how, ())) & class_methods(cls))
+    unless the class or one of its own bases defines, by value, a method that runs then (for a
+    subclass made: its own bases' __init_subclass__)."""
+    methods = set().union(*(class_methods(b) for b in bases_of(cls) if isinstance(b, OwnClass))) if (
+        how == "subclass") else class_methods(cls)
+    own = sorted(set(RUN_BY.get(how, ())) & methods)
     if own:
         return LoadCall("<pickle>", f"{cls.name}.{own[0]}", how, "unsafe", f"{OWN_CODE} (it defines {own[0]})")
     return LoadCall("<pickle>", cls.name, how, "allowed",

@@ -166,6 +166,13 @@ class Dict:
         self.items: dict[str, object] = {}
 
 
+class List:
+    """A list whose items the scan tracks (an argument may hide a callable in one)."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+
 def is_own_code(value: object) -> bool:
     """A function pickled by value, or a classmethod/staticmethod/property wrapping one."""
     if isinstance(value, OwnFunction):
@@ -301,17 +308,29 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
         stack.append(Instance(cls))
     elif name == "BUILD":
         state = stack.pop()
+        if isinstance(stack[-1], (Global, Module, BuiltinType)):  # a class's or module's attributes replaced
+            facts.calls.append((Attribute(stack[-1], "__dict__"), "lookup", None))
         if isinstance(stack[-1], Instance):  # slot state is set with setattr: the class's __setattr__ runs
             slots = isinstance(state, tuple) and len(state) == 2 and state[1] is not None
             facts.calls.append((stack[-1].cls, "setstate_slots" if slots else "setstate", None))
     elif name == "EMPTY_DICT":
         stack.append(Dict())
+    elif name == "DUP":
+        stack.append(stack[-1])
+    elif name == "EMPTY_LIST":
+        stack.append(List())
+    elif name == "LIST":
+        made_list = List()
+        made_list.items += pop_to_mark(stack)
+        stack.append(made_list)
     elif name in ("SETITEM", "SETITEMS", "DICT"):
         set_items(name, stack, facts)
     elif name in ("APPEND", "APPENDS", "ADDITEMS"):
         added = [stack.pop()] if name == "APPEND" else pop_to_mark(stack)
         if name == "ADDITEMS":  # a set's members are hashed
             note_hashed(added, facts)
+        elif isinstance(stack[-1], List):
+            stack[-1].items += added
     elif isinstance(arg, (str, bytes, bytearray)) and not op.stack_before:
         note_recorded(arg, facts)
         stack.append(arg)
@@ -320,7 +339,8 @@ def step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dic
 
 
 #: Calls that import a module by name (cloudpickle refers to modules with subimport).
-IMPORTERS = {("cloudpickle.cloudpickle", "subimport"), ("cloudpickle.cloudpickle_fast", "subimport"),
+IMPORTERS = {("cloudpickle", "subimport"), ("cloudpickle.cloudpickle", "subimport"),
+             ("cloudpickle.cloudpickle_fast", "subimport"),
              ("builtins", "__import__"), ("importlib", "import_module")}
 #: Library loaders that unpickle bytes they are given (torch.load with weights_only=False).
 NESTED_PICKLES = {("torch.storage", "_load_from_bytes")}
@@ -363,12 +383,21 @@ def rebuilt_by_value(module: str, name: str, args: tuple[object, ...], facts: Pi
                             bases if isinstance(bases, tuple) else ())
         # The metaclass makes the class; an enum's members are made then (its and its bases' __new__, __init__).
         facts.calls.append((skeleton, "enum", None) if enum else (args[0], "class", None))
+        facts.calls.append((skeleton, "subclass", None))  # its own bases' __init_subclass__ run
         facts.own_classes.append(skeleton)
         return skeleton
+    if name in ("_class_setstate", "_function_setstate") and not isinstance(
+            args[0], OwnClass if name == "_class_setstate" else OwnFunction):
+        facts.calls.append((Attribute(args[0], "__dict__"), "lookup", None))  # rewrites another object's attributes
+    if name == "_function_setstate" and len(args) > 1 and any(
+            isinstance(part, Dict) and "__code__" in part.items for part in flatten((args[1],))):
+        facts.calls.append((Attribute(args[0], "__code__"), "lookup", None))  # swaps the code of a function
     if name == "_class_setstate" and isinstance(args[0], OwnClass) and len(args) > 1:
         state = args[1][0] if isinstance(args[1], tuple) and args[1] else args[1]
         if isinstance(state, Dict):
             args[0].methods |= {key for key, value in state.items.items() if is_own_code(value)}
+            if "_abc_impl" in state.items and "register" in args[0].methods:  # cloudpickle calls register then
+                args[0].methods.add("<register>")
     return None
 
 
@@ -485,7 +514,7 @@ def nested_blobs(data: bytes, facts: PickleFacts) -> list[bytes]:
     import io
     import zipfile
 
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+    if not data.startswith(b"PK\x03\x04"):  # what torch.load takes for a zip; anything else is a pickle stream
         return [take(facts, data)]
     blobs = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:

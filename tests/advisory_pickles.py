@@ -13,7 +13,20 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from malicious_pickles import EMPTY_DICT, MARK, NEWTRUE, NONE, TUPLE, binint, call, getattr_, sglobal, text, wrap
+from malicious_pickles import (
+    EMPTY_DICT,
+    MARK,
+    NEWTRUE,
+    NONE,
+    TUPLE,
+    binbytes,
+    binint,
+    call,
+    getattr_,
+    sglobal,
+    text,
+    wrap,
+)
 
 
 @dataclass(frozen=True)
@@ -172,4 +185,61 @@ def evasions(marker: str) -> list[Advisory]:
                       "FileHandler"), text(marker)), ("sklearn.logging", "FileHandler"))
     add("referenced_global_of_a_main_module", sglobal("venv.__main__", "x"), ("venv.__main__", "<module>"))
     add("referenced_global_of_antigravity", sglobal("antigravity", "x"), ("antigravity", "<module>"))
+    return entries
+
+
+def second_evasions(marker: str) -> list[Advisory]:
+    """What a second cold review got past the allowlist (each passed before its fix)."""
+    touch = "touch " + shlex.quote(marker)
+    command = call(sglobal("functools", "partial"), sglobal("uuid", "_get_command_stdout"), text("sh"), text("-c"),
+                   text(touch))
+    entries: list[Advisory] = []
+
+    def add(name: str, body: bytes, expected: tuple[str, str]) -> None:
+        entries.append(Advisory(name, "second evasions of the allowlist", wrap(body), expected))
+
+    nested = wrap(call(sglobal("os", "system"), text(touch))) + b"PK\x05\x06" + b"\0" * 18  # "an empty zip" to zipfile
+    add("torch_nested_pickle_behind_an_empty_zip_end",
+        call(sglobal("torch.storage", "_load_from_bytes"), binbytes(nested)), ("os", "system"))
+    add("cloudpickle_instance_calls_its_argument", call(sglobal("cloudpickle.cloudpickle", "instance"), command),
+        ("cloudpickle.cloudpickle", "instance"))
+    add("chainmap_over_defaultdict",
+        call(sglobal("builtins", "dict"),
+             call(sglobal("collections", "ChainMap"), call(sglobal("collections", "defaultdict"), command),
+                  EMPTY_DICT)), ("uuid", "_get_command_stdout"))
+    add("torch_rebuild_from_type_with_a_partial",
+        call(sglobal("torch._tensor", "_rebuild_from_type_v2"), command, sglobal("builtins", "object"),
+             b")", EMPTY_DICT), ("uuid", "_get_command_stdout"))
+    add("a_callable_hidden_by_dup",
+        call(sglobal("torch._tensor", "_rebuild_from_type_v2"), sglobal("uuid", "_get_command_stdout") + b"2" + b"0",
+             sglobal("builtins", "object"), b")", EMPTY_DICT), ("uuid", "_get_command_stdout"))
+    add("a_callable_hidden_in_a_list",
+        call(sglobal("torch._tensor", "_rebuild_from_type_v2"),
+             b"]" + MARK + sglobal("uuid", "_get_command_stdout") + b"e", sglobal("builtins", "object"), b")",
+             EMPTY_DICT), ("uuid", "_get_command_stdout"))
+    add("build_replaces_a_class_attribute",
+        sglobal("pathlib", "PurePath") + NONE + EMPTY_DICT + text("__class_getitem__") + command + b"s" + b"\x86"
+        + b"b" + b"0" + call(sglobal("operator", "getitem"), sglobal("pathlib", "PurePath"), text(touch)),
+        ("<object>", "__dict__"))
+    add("build_replaces_a_module_function",
+        call(sglobal("cloudpickle", "subimport"), text("logging")) + NONE + EMPTY_DICT + text("getLogger") + command
+        + b"s" + b"\x86" + b"b" + b"0" + call(sglobal("logging", "getLogger"), text(touch)), ("<object>", "__dict__"))
+    add("function_setstate_on_a_library_function",
+        call(sglobal("cloudpickle.cloudpickle", "_function_setstate"), sglobal("logging", "getLogger"),
+             b"(" + EMPTY_DICT + NONE + TUPLE), ("<object>", "__dict__"))
+    add("subimport_spelled_from_the_package", call(sglobal("cloudpickle", "subimport"), text("antigravity")),
+        ("antigravity", "<module>"))
+    add("tensorflow_gfile_delete", call(sglobal("tensorflow.compat.v1.gfile", "DeleteRecursively"), text(marker)),
+        ("tensorflow.compat.v1.gfile", "DeleteRecursively"))
+    add("torch_xpu_allocator_loads_a_library",
+        call(sglobal("torch.xpu.memory", "XPUPluggableAllocator"), text(marker), text("a"), text("b")),
+        ("torch.xpu.memory", "XPUPluggableAllocator"))
+    add("keras_application_downloads", call(sglobal("keras.src.applications.resnet", "ResNet50")),
+        ("keras.src.applications.resnet", "ResNet50"))
+    add("polars_lazy_module", call(sglobal("polars._dependencies", "_LazyModule"), text("antigravity")),
+        ("polars._dependencies", "_LazyModule"))
+    add("scipy_map_wrapper_pool", call(sglobal("scipy._lib._util", "MapWrapper"), binint(4)),
+        ("scipy._lib._util", "MapWrapper"))
+    add("numerblox_submitter", call(sglobal("numerblox.submission", "NumeraiClassicSubmitter"), text(marker)),
+        ("numerblox.submission", "NumeraiClassicSubmitter"))
     return entries

@@ -248,6 +248,53 @@ class Holder:
         self.offset = pd.DateOffset(months=1)
 
 
+class Members:
+    """An ensemble indexed like a list, with a method named register and a hook for subclasses."""
+
+    def __init__(self, models: list[Any]) -> None:
+        self.models = models
+
+    def __getitem__(self, index: int) -> Any:
+        return self.models[index]
+
+    def register(self, model: Any) -> None:
+        self.models.append(model)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+
+
+def arrow_and_callbacks(x, y):
+    """Arrow-typed columns, a kernel density, an XGBoost model trained with a callback, the classes above."""
+    import decimal
+
+    import pyarrow as pa
+    import scipy.stats
+    import xgboost
+
+    frame = pd.DataFrame({
+        "tags": pd.Series([["a"], ["b", "c"]], dtype=pd.ArrowDtype(pa.list_(pa.string()))),
+        "kind": pd.Series(["u", "v"], dtype=pd.ArrowDtype(pa.dictionary(pa.int8(), pa.string()))),
+        "when": pd.Series(pd.to_datetime(["2026-01-01", "2026-01-02"]).tz_localize("UTC"),
+                          dtype=pd.ArrowDtype(pa.timestamp("us", tz="UTC"))),
+        "amount": pd.Series([decimal.Decimal("1.5"), decimal.Decimal("2")], dtype=pd.ArrowDtype(pa.decimal128(5, 2))),
+    })
+    density = scipy.stats.gaussian_kde(np.random.default_rng(0).random(20))
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the monitor prints each round
+        boosted = xgboost.XGBRegressor(n_estimators=3, max_depth=2, callbacks=[xgboost.callback.EvaluationMonitor()])
+        boosted.fit(x, y, eval_set=[(x, y)], verbose=False)
+    members = Members([boosted])
+
+    def predict(live_features):
+        values = members[0].predict(live_features) + 0 * len(frame) + 0 * float(density(0.5)[0])
+        return pd.DataFrame({"prediction": values}, index=live_features.index)
+
+    return {"arrow_columns_callbacks_indexed_ensemble": predict}
+
+
 def more_values(x, y):
     """Values of the stack kept inside a model (each refused once by the allowlist's first version)."""
     import scipy.interpolate
@@ -274,7 +321,8 @@ def more_values(x, y):
 
 MAKERS = {"sklearn": sklearn_models, "lightgbm": lightgbm_models, "xgboost": xgboost_models,
           "catboost": catboost_models, "torch": torch_models, "keras": keras_models,
-          "polars": scipy_statsmodels_polars, "numpy": plain_python, "scipy": more_values}
+          "polars": scipy_statsmodels_polars, "numpy": plain_python, "scipy": more_values,
+          "pyarrow": arrow_and_callbacks}
 
 
 def benign_corpus() -> tuple[dict[str, bytes], list[str]]:

@@ -20,7 +20,7 @@ import sys
 import cloudpickle
 import jsonschema
 import pytest
-from advisory_pickles import Advisory, advisory_corpus, evasions
+from advisory_pickles import Advisory, advisory_corpus, evasions, second_evasions
 from benign_pickles import benign_corpus
 from conftest import ROOT
 from malicious_pickles import EMPTY_DICT, MARK, TUPLE, CallsAtLoad, binint, call, corpus, sglobal, text, wrap
@@ -226,7 +226,7 @@ def test_the_allowlist_is_documented_in_readme():
     assert "--allow-unsafe" in section
 
 
-EVASIONS = evasions(os.path.join("/nonexistent", "MARKER"))
+EVASIONS = evasions(os.path.join("/nonexistent", "MARKER")) + second_evasions(os.path.join("/nonexistent", "MARKER"))
 
 
 @pytest.mark.parametrize("entry", EVASIONS, ids=[entry.name for entry in EVASIONS])
@@ -308,6 +308,11 @@ class Reg(abc.ABC):
     def register(cls, sub):
         evil()
 Reg.register(int)
+class Hooked:
+    def __init_subclass__(cls, **kwargs):
+        evil()
+class Sub(Hooked):
+    pass
 '''
 
 
@@ -351,6 +356,7 @@ def own_cases(own) -> dict[str, bytes]:
         "an ABC's own register": own.Reg,
         "a bound method of an own function called": Reduce(own.CallMe().__call__),
         "getitem on an own object": Reduce(operator.getitem, {own.HashKey(): 1}, 0),
+        "a subclass of an own class with __init_subclass__": own.Sub,
     }
 
 

@@ -15,7 +15,7 @@ import re
 import tempfile
 
 import pytest
-from advisory_pickles import advisory_corpus, evasions
+from advisory_pickles import advisory_corpus, evasions, second_evasions
 from benign_pickles import benign_corpus
 from conftest import ROOT
 from malicious_pickles import corpus
@@ -66,7 +66,7 @@ def corpora() -> dict[str, list[bytes]]:
     benign, _ = benign_corpus()
     return {
         "malicious (refused)": [e.data for e in corpus(marker)] + [e.data for e in advisory_corpus(marker)]
-        + [e.data for e in evasions(marker)],
+        + [e.data for e in evasions(marker) + second_evasions(marker)],
         "benign (passed)": [open(path, "rb").read() for path in committed] + list(benign.values()),
     }
 
