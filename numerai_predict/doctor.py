@@ -242,10 +242,8 @@ def load_time_lines(calls: list[dict[str, str]]) -> list[str]:
              + (" (calls the unpickler would make; numerai_predict/allowlist.py says what may run)" if calls else "")]
     order = {"unsafe": 0, "unknown": 1, "allowed": 2}
     for call in sorted(calls, key=lambda c: order[c["verdict"]]):
-        name = call["name"] if call["module"] in ("<pickle>", "<object>") else f"{call['module']}.{call['name']}"
-        if call["name"] == "<module>":
-            name = f"import {call['module']}"
-        lines.append(f"           {call['verdict']:<8} {name} [{call['how']}]: {call['reason']}")
+        lines.append(f"           {call['verdict']:<8} {shown(call['module'], call['name'])} [{call['how']}]: "
+                     f"{call['reason']}")
     return lines
 
 

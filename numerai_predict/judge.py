@@ -51,7 +51,7 @@ RUN_BY = {"call": ("__new__", "__init__", "__post_init__", "_missing_", "__call_
           "class": ("__new__", "__init__", "__call__", "__prepare__", "__init_subclass__"),
           "enum": ("__new__", "__init__", "__init_subclass__", "_generate_next_value_", "__set_name__", "_missing_"),
           "subclass": ("__init_subclass__",),
-          "hash": ("__hash__", "__eq__"), "argument": ("__new__", "__init__", "__call__")}
+          "hash": ("__hash__", "__eq__")}
 #: Methods of the pickle's own classes that never run just because an object is handed over.
 INERT_METHODS = frozenset({"__init__", "__call__"})
 
@@ -94,11 +94,11 @@ def judge_arguments(callable_: object, args: object) -> list[LoadCall]:
     for value in arguments(args):
         if isinstance(value, (Global, OwnFunction, BuiltinType, Attribute)) and key not in VALUE_TYPES:
             found.append(judge(value, "argument"))
-        elif isinstance(value, (OwnClass, Instance)) and handed_over_methods(value):
+        elif isinstance(value, (OwnClass, Instance)) and (methods := handed_over_methods(value)):
             shown = f"{key[0]}.{key[1]}" if key else "a callable"
             found.append(LoadCall("<pickle>", own_name(value), "argument", "unsafe",
                                   f"{OWN_CODE} ({shown} gets an object whose class defines "
-                                  f"{', '.join(sorted(handed_over_methods(value)))})"))
+                                  f"{', '.join(sorted(methods))})"))
     return found
 
 

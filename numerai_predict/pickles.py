@@ -22,6 +22,7 @@ from numerai_predict.errors import (
     NotCallableError,
     PickleUnreadableError,
 )
+from numerai_predict.unsafe import ESCAPES
 
 log = logging.getLogger("numerai_predict")
 
@@ -357,8 +358,6 @@ def attribute(owner: object, name: str, facts: PickleFacts) -> object:
     if module:
         facts.globals.add((module, name))
         return Global(module, name)
-    from numerai_predict.unsafe import ESCAPES
-
     if name in ESCAPES:  # from any object to every other: refused whatever is done with it
         facts.calls.append((Attribute(owner, name), "lookup", None))
     elif isinstance(owner, (OwnClass, Instance)):  # a property of the pickle's own class runs its getter

@@ -23,7 +23,7 @@ import pytest
 from advisory_pickles import Advisory, advisory_corpus, evasions, second_evasions
 from benign_pickles import benign_corpus
 from conftest import ROOT
-from malicious_pickles import EMPTY_DICT, MARK, TUPLE, CallsAtLoad, binint, call, corpus, sglobal, text, wrap
+from malicious_pickles import EMPTY_DICT, MARK, TUPLE, CallsAtLoad, binint, call, sglobal, text, wrap
 from test_doctor import SCHEMA, check, local_data
 
 import predict
@@ -67,11 +67,6 @@ def test_the_advisory_corpus_covers_every_published_family():
     assert sum(unsafe_reason(*entry.expected) is None for entry in ADVISORIES) >= 25
 
 
-def test_every_crafted_malicious_pickle_is_refused():
-    for entry in corpus(os.path.join("/nonexistent", "MARKER")):
-        assert scan_bytes(entry.data).unsafe, entry.name
-
-
 def test_benign_pickles_made_here_pass_with_no_unknown_call(benign):
     """Every framework of pixi.toml, pickled by this Python as a participant would: nothing refused,
     and each still loads (they are ours: loading them is the proof they are real pickles)."""
@@ -88,7 +83,7 @@ def test_the_scan_reads_the_advisories_without_running_them(tmp_path):
     marker = str(tmp_path / "MARKER")
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.setblocking(False)
-        for entry in advisory_corpus(marker, server.getsockname()[1]):
+        for entry in advisory_corpus(marker, server.getsockname()[1]) + evasions(marker) + second_evasions(marker):
             assert scan_bytes(entry.data).unsafe
             pickletools.dis(entry.data, out=io.StringIO())
         with pytest.raises(BlockingIOError):
@@ -169,7 +164,8 @@ def test_referenced_globals_stay_allowed_but_not_a_shell(by_value):
     assert scan_bytes(cloudpickle.dumps(functools.partial(os.path.join, "a"))).unsafe == []
     facts = scan_bytes(cloudpickle.dumps(functools.partial(os.system, "true")))
     assert [(u.name, u.reason) for u in facts.unsafe] == [("system", "runs a shell command")]
-    assert (os.system.__module__, "system") in facts.referenced and not facts.load_calls[-1].name == "system"
+    assert (os.system.__module__, "system") in facts.referenced
+    assert all(call.name != "system" for call in facts.load_calls)  # only referenced, never invoked
 
 
 def test_a_run_refuses_an_unknown_load_time_call_before_loading(capfd, tmp_path):
