@@ -74,7 +74,7 @@ class ArityError(PredictError):
 
 class DatasetMissingError(PredictError):
     exit_code = 20
-    advice = "Pass an existing local file, or a Numerai dataset name such as v5.2/live.parquet."
+    advice = "Pass an existing local file, or a Numerai dataset name such as v5.3/live.parquet."
 
 
 class DataFetchError(PredictError):
@@ -158,6 +158,12 @@ class PredictionsIndexError(InvalidPredictionsError):
     advice = "Keep live_features.index (the live ids) as the index of your predictions."
 
 
+class PredictionsConstantError(InvalidPredictionsError):
+    exit_code = 48
+    advice = ("Numerai refuses predictions without spread (standard deviation 0): "
+              "return a score that differs between rows, e.g. a model's output ranked with .rank(pct=True).")
+
+
 class WriteError(PredictError):
     exit_code = 50
     advice = "Make sure --output_dir exists, is writable and has free space."
@@ -185,7 +191,7 @@ def all_errors() -> list[type[PredictError]]:
 
 #: What the model's process may report: outcomes of the model itself (its pickle, its code, its
 #: output). Never a runner, data or upload error: those the runner alone can know.
-MODEL_EXIT_CODES = frozenset({11, 12, 13, 14, 15, 30, 31, *range(40, 48)})
+MODEL_EXIT_CODES = frozenset({11, 12, 13, 14, 15, 30, 31, *range(40, 49)})
 
 
 def error_from_name(name: str, message: str, advice: str | None = None, details: str = "") -> PredictError:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from numerai_predict.errors import (
     PredictionColumnError,
+    PredictionsConstantError,
     PredictionsEmptyError,
     PredictionsIndexError,
     PredictionsInfError,
@@ -50,9 +52,25 @@ def validate_predictions(predictions: object, live_ids: pd.Index[Any]) -> pd.Dat
     if bad.any():
         raise PredictionsRangeError(f"{int(bad.sum())} predictions are outside [0, 1] "
                                     f"(min {numbers.min():.4g}, max {numbers.max():.4g})")
+    if without_spread(numbers.std(ddof=1) if len(numbers) > 1 else math.nan):
+        raise PredictionsConstantError(f"all {len(numbers)} predictions are {numbers[0]:.6g}: "
+                                       "their standard deviation is 0")
     result = values.reindex(live_ids).astype("float64").to_frame("prediction")
     result.index.name = "id"
     return result
+
+
+def without_spread(std: float) -> bool:
+    """numerai-tools' rule (validate_values): np.isclose(0, std), std with one degree of freedom;
+    one row has no standard deviation (NaN) and passes there too."""
+    return std <= 1e-8 + 1e-5 * std  # numpy.isclose's atol and rtol; False for NaN
+
+
+def sample_std(numbers: list[float]) -> float:
+    if len(numbers) < 2:
+        return math.nan
+    mean = math.fsum(numbers) / len(numbers)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1))
 
 
 def deliverable(predictions_path: str, features_path: str) -> tuple[bytes, int]:
@@ -149,6 +167,8 @@ def arrow_deliverable(predictions_path: str, features_path: str) -> tuple[bytes,
             return None
         numbers = values.to_pylist()  # not to_numpy(): pyarrow imports pandas for it (0.5 CPU-seconds)
         if not all(0.0 <= number <= 1.0 for number in numbers):  # NaN compares False
+            return None
+        if without_spread(sample_std(numbers)):  # refused by validate_predictions, which says why
             return None
     except (OSError, ValueError, KeyError, pa.ArrowException):
         return None

@@ -9,6 +9,7 @@ import sys
 
 import model_zoo
 import numerai_data
+import numerai_rules
 import pytest
 from servers import ScriptedServer
 
@@ -121,9 +122,13 @@ def server():
 
 @pytest.fixture
 def out_dir(tmp_path):
+    """The runner's --output_dir; every CSV left in it must pass Numerai's own rules (numerai-tools)."""
     folder = tmp_path / "out"
     folder.mkdir()
-    return folder
+    yield folder
+    for csv in sorted(folder.rglob("*.csv")):
+        refusal = numerai_rules.csv_refusal(csv)
+        assert refusal is None, f"numerai-tools refuses {csv.name}, which the runner wrote: {refusal}"
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,9 @@ import sys
 import time
 
 import cloudpickle
-import pandas as pd
+from model_zoo import answer  # pickled by value with model_zoo
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def answer(live_features, value):
-    return pd.DataFrame({"prediction": float(value)}, index=live_features.index)
 
 
 def tried(live_features, label, attempt):
@@ -197,13 +193,19 @@ def speaks_on_the_channel(payload: bytes, then: str = "sleep"):
     return predict
 
 
-def forges_done(live_features):
-    """Writes out-of-range predictions where the runner reads them and says it is done, then exits."""
-    out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
-    answer(live_features, 7.0).to_parquet(out)
-    for fd in control_pipes():
-        os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
-    os._exit(0)
+def forges_done(value, spread=True):
+    """Writes predictions of ``value`` where the runner reads them (without spread: every row the same)
+    and says it is done, then exits: the runner's own checks must catch what the model's skipped."""
+    def predict(live_features):
+        out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+        forged = answer(live_features, value)
+        if not spread:
+            forged["prediction"] = float(value)
+        forged.rename_axis("id").to_parquet(out)
+        for fd in control_pipes():
+            os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
+        os._exit(0)
+    return predict
 
 
 def reads_environment(names):

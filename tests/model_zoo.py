@@ -40,7 +40,24 @@ def two_argument_model(booster, columns):
     return predict
 
 
+def answer(live_features, value):
+    """``value`` in every row but the last, which differs: Numerai refuses a prediction column
+    without spread (exit 48), so a model that answers one value keeps one row apart
+    (tests read the answer with test_predict.read_answer)."""
+    value = float(value)
+    values = np.full(len(live_features), value)
+    if len(values) > 1:
+        values[-1] = 0.25 if value == 0.5 else 0.5
+    return pd.DataFrame({"prediction": values}, index=live_features.index)
+
+
 def constant(live_features):
+    """One answer for every live id (but the last): the cheapest valid model."""
+    return answer(live_features, 0.5)
+
+
+def truly_constant(live_features):
+    """The same prediction for every id: refused by Numerai's rules (exit 48)."""
     return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
 
 
@@ -51,25 +68,25 @@ class CallableModel:
         self.value = value
 
     def __call__(self, live_features):
-        return pd.DataFrame({"prediction": self.value}, index=live_features.index)
+        return answer(live_features, self.value)
 
 
 def with_defaults(live_features, live_benchmark_models=None, scale=1.0):
     assert live_benchmark_models is not None, "expected benchmarks for a 2-parameter model"
-    return pd.DataFrame({"prediction": 0.25 * scale}, index=live_features.index)
+    return answer(live_features, 0.25 * scale)
 
 
 def star_args(*args):
-    return pd.DataFrame({"prediction": 0.5}, index=args[0].index)
+    return answer(args[0], 0.5)
 
 
 def partial_model(value, live_features):
-    return pd.DataFrame({"prediction": value}, index=live_features.index)
+    return answer(live_features, value)
 
 
 def nested():
     def inner(live_features):
-        return pd.DataFrame({"prediction": 0.75}, index=live_features.index)
+        return answer(live_features, 0.75)
     return inner
 
 
@@ -102,6 +119,7 @@ BAD_OUTPUTS = {
     "missing-ids": lambda lf: frame(lf, 0.5).iloc[5:],
     "extra-ids": lambda lf: pd.concat([frame(lf, 0.5), pd.DataFrame({"prediction": [0.5]}, index=["nbogus"])]),
     "duplicate-ids": lambda lf: pd.concat([frame(lf, 0.5), frame(lf, 0.5).iloc[:2]]),
+    "constant": truly_constant,
 }
 
 
@@ -126,7 +144,7 @@ def sleeps(live_features):
 def sees_secrets(live_features):
     """Predicts 1 where it can read a credential from its environment, else 0."""
     seen = any(name in os.environ for name in ("NUMERAI_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MY_API_TOKEN"))
-    return pd.DataFrame({"prediction": float(seen)}, index=live_features.index)
+    return answer(live_features, seen)
 
 
 def dumps(obj) -> bytes:

@@ -45,12 +45,15 @@ def test_a_forged_model_error_keeps_its_model_level_code(capfd, live_files, pick
     assert code == errors.PredictionsRangeError.exit_code and "forged" in err
 
 
-def test_a_forged_done_with_bad_predictions_is_checked_again(capfd, live_files, pickle_of, out_dir):
-    """The model writes prediction=7.0 where the runner reads and sends its own `done`: the runner's
-    own check of the file refuses it, nothing is written."""
-    code, err = run(capfd, "--model", pickle_of(hostile_models.forges_done), *local_data(live_files),
+@pytest.mark.parametrize(("value", "spread", "error"), [(7.0, True, errors.PredictionsRangeError),
+                                                      (0.5, False, errors.PredictionsConstantError)],
+                         ids=["out-of-range", "constant"])
+def test_a_forged_done_is_checked_by_the_runner(capfd, live_files, pickle_of, out_dir, value, spread, error):
+    """The model writes invalid predictions where the runner reads them and sends its own `done`: the
+    runner's own check of the file refuses them (a constant column too, Numerai's rule), nothing is written."""
+    code, err = run(capfd, "--model", pickle_of(hostile_models.forges_done(value, spread)), *local_data(live_files),
                     "--output_dir", out_dir)
-    assert code == errors.PredictionsRangeError.exit_code, err
+    assert code == error.exit_code, err
     assert csvs(out_dir) == []
 
 

@@ -17,7 +17,7 @@ import model_zoo
 import pandas as pd
 import pytest
 from conftest import ROOT
-from test_predict import local_data, read_predictions, run
+from test_predict import local_data, read_answer, read_predictions, run
 
 from numerai_predict import errors
 
@@ -65,7 +65,7 @@ def test_detached_grandchild_cannot_touch_the_csv(capfd, live_files, pickle_of, 
     (grandchild,) = pids_in(err, "GRANDCHILD")
     assert not alive(grandchild)
     time.sleep(0.2)  # it wrote every 5 ms while it lived
-    assert (read_predictions(out_dir)["prediction"] == 0.5).all()
+    assert (read_answer(out_dir) == 0.5).all()
     assert len(read_predictions(out_dir)) == len(live_files["ids"])
 
 
@@ -90,7 +90,7 @@ def test_cpus_limits_what_the_model_runs_on(capfd, live_files, pickle_of, out_di
     model = pickle_of(hostile_models.counts_cpus)
     code, err = run(capfd, "--model", model, *local_data(live_files), "--output_dir", out_dir)
     assert code == 0, err
-    assert ((read_predictions(out_dir)["prediction"] * 1000).round() == 1).all()
+    assert ((read_answer(out_dir) * 1000).round() == 1).all()
     here = len(os.sched_getaffinity(0))
     if here == 1:
         pytest.skip("this machine gives the tests one CPU: --cpus 0 cannot show more")
@@ -98,7 +98,7 @@ def test_cpus_limits_what_the_model_runs_on(capfd, live_files, pickle_of, out_di
         os.remove(out_dir / name)
     code, err = run(capfd, "--model", model, *local_data(live_files), "--output_dir", out_dir, "--cpus", "0")
     assert code == 0, err
-    assert ((read_predictions(out_dir)["prediction"] * 1000).round() == here).all()
+    assert ((read_answer(out_dir) * 1000).round() == here).all()
 
 
 @pytest.mark.parametrize(("here", "in_child", "in_thread"), [(600, 0, False), (200, 200, False), (200, 200, True)],
@@ -144,7 +144,7 @@ def test_loopback_port_of_the_host_is_unreachable(capfd, live_files, pickle_of, 
             listener.accept()  # nobody came
     assert code == 0, err
     assert "ConnectionRefusedError" in err
-    assert (read_predictions(out_dir)["prediction"] == 0).all()
+    assert (read_answer(out_dir) == 0).all()
 
 
 @pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "no-isolation"])
@@ -161,7 +161,7 @@ def test_runner_secrets_are_out_of_reach(live_files, pickle_of, out_dir, server,
                              "--post_data", f"key=live.csv&policy=p{marker}&x-amz-signature=s{marker}", *isolation],
                             cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    found = read_predictions(out_dir)["prediction"]
+    found = read_answer(out_dir)
     if isolation:
         assert (found == 1).all(), result.stderr
     else:
@@ -177,7 +177,7 @@ def test_writes_outside_the_scratch_directory_are_refused(capfd, live_files, pic
     assert code == 0, err
     # Landlock's EACCES, or EROFS where the model has its read-only mount namespace (checked first)
     assert ("WRITE PermissionError" in err or "Read-only file system" in err) and not outside.exists()
-    assert (read_predictions(out_dir)["prediction"] == 0).all()
+    assert (read_answer(out_dir) == 0).all()
 
 
 def test_exit_without_answer_is_not_called_a_crash(capfd, live_files, pickle_of, out_dir):

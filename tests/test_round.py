@@ -17,6 +17,7 @@ import urllib.parse
 import hostile_models
 import malicious_pickles
 import model_zoo
+import numerai_rules
 import pytest
 from conftest import DOCKER, HERE, ROOT
 from servers import ScriptedServer, free_port, presigner, start_moto
@@ -27,7 +28,7 @@ MODELS = os.path.join(ROOT, "tests", "models")
 PYTHONS = ["3_10", "3_11", "3_12", "3_13"]
 ALL_ENVIRONMENTS = ["py" + python.replace("_", "") for python in PYTHONS]
 SITE = os.path.join(ROOT, "tests", "readme_site")  # points numerapi at the fake API (NUMERAI_PREDICT_TEST_API)
-DATASET, BENCHMARKS = "v5.2/live.parquet", "v5.2/live_benchmark_models.parquet"
+DATASET, BENCHMARKS = "v5.3/live.parquet", "v5.3/live_benchmark_models.parquet"
 
 
 # ---- unit: the manifest and the environments ---------------------------------
@@ -236,6 +237,7 @@ def check_outcomes(rows, expected, out):
             assert row["environment"] == env, (ident, row)
         if status == "ok":
             assert row["csv"].startswith(str(out / ident) + os.sep) and os.path.isfile(row["csv"])
+            assert numerai_rules.csv_refusal(row["csv"]) is None, ident  # Numerai's own rules accept it
             assert float(row["peak_mib"]) > 0
         else:
             assert row["error"], row
