@@ -10,8 +10,8 @@ from typing import NamedTuple, NoReturn
 from numerai_predict.errors import UsageError, WriteError
 from numerai_predict.redact import redact
 
-DEFAULT_DATASET = "v5.2/live.parquet"
-DEFAULT_BENCHMARKS = "v5.2/live_benchmark_models.parquet"
+DEFAULT_DATASET = "v5.3/live.parquet"
+DEFAULT_BENCHMARKS = "v5.3/live_benchmark_models.parquet"
 
 EPILOG = """\
 The model is a pickled callable taking live_features, or (live_features,
@@ -160,7 +160,7 @@ def dataset_path(name: str) -> str:
 
     The rule: an absolute path, a relative path that exists in the user's folder, or one
     starting with ./ or ../ is a local file (a missing one is exit 20, never a download);
-    any other relative name (v5.2/live.parquet) is a Numerai dataset name."""
+    any other relative name (v5.3/live.parquet) is a Numerai dataset name."""
     if os.path.isabs(name):
         return name
     local = user_path(name)

@@ -56,7 +56,7 @@ def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
             raise WriteError(f"could not create the folder of {dest}: {exc.strerror or exc}") from None
         download_dataset(url, dest, f"{flag} {name}")
     except BaseException:
-        for folder in created:  # a failed download leaves no empty v5.2/ behind
+        for folder in created:  # a failed download leaves no empty v5.3/ behind
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
         raise

@@ -28,7 +28,7 @@ import os
 import shlex
 import sys
 
-from numerai_predict.cli import dataset_path, is_url, user_path
+from numerai_predict.cli import DEFAULT_BENCHMARKS, DEFAULT_DATASET, dataset_path, is_url, user_path
 from numerai_predict.redact import redact, scrub
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,8 +119,8 @@ def docker_command(reference: str, args: list[str], values: dict[str, str]) -> s
                    else None):
         if folder:
             mounts[folder] = "rw"
-    inputs = [values.get("--model", ""), values.get("--dataset", "v5.2/live.parquet"),
-              values.get("--benchmarks", "v5.2/live_benchmark_models.parquet")]
+    inputs = [values.get("--model", ""), values.get("--dataset", DEFAULT_DATASET),
+              values.get("--benchmarks", DEFAULT_BENCHMARKS)]
     offline = all(os.path.isabs(value) for value in inputs)
     words = ["docker", "run", "-i", "--rm", *(["--network", "none"] if offline else [])]
     # In the order of the flags, never sorted: a sort would depend on where the clone is (/check vs /tmp)

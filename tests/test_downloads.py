@@ -33,7 +33,7 @@ EPSILON = 0.05  # seconds: clock granularity between the client's wait and the s
 SLACK = 1.5  # seconds past the deadline for the run to end after the transfer stopped
 USERINFO = "numerai:hunter2"
 SECRETS = ("X-Amz-", "Signature", "AKIATESTINGKEY00", "hunter2", "Credential")
-DATASET = "v5.2/live.parquet"
+DATASET = "v5.3/live.parquet"
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +159,7 @@ class GraphQL(Endpoint):
     def __init__(self, *args):
         super().__init__(*args)
         with open(self.live_files["features"], "rb") as handle:
-            self.scripted.route("/datasets/v5.2/live.parquet", (200, handle.read()))
+            self.scripted.route("/datasets/v5.3/live.parquet", (200, handle.read()))
         self.url = presigned_get(self.scripted.url, "datasets", DATASET)
         self.scripted.graphql = {DATASET: self.url}
 
@@ -180,7 +180,7 @@ class GraphQL(Endpoint):
 
 
 class DatasetGet(GraphQL):
-    method, path = "GET", "/datasets/v5.2/live.parquet"
+    method, path = "GET", "/datasets/v5.3/live.parquet"
 
     def body(self):
         with open(self.live_files["features"], "rb") as handle:
@@ -328,14 +328,37 @@ def other_round(tmp_path):
 def test_stale_partial_files_are_never_stitched(capfd, moto_dataset, live_files, pickle_of, out_dir, tmp_path):
     """numerapi's leftover .temp and a truncated copy of another round: downloaded afresh, whole."""
     other = other_round(tmp_path)
-    (out_dir / "v5.2").mkdir()
-    (out_dir / "v5.2" / "live.parquet.temp").write_bytes(other[: len(other) // 2])
-    (out_dir / "v5.2" / "live.parquet").write_bytes(other[: len(other) // 2])
+    (out_dir / "v5.3").mkdir()
+    (out_dir / "v5.3" / "live.parquet.temp").write_bytes(other[: len(other) // 2])
+    (out_dir / "v5.3" / "live.parquet").write_bytes(other[: len(other) // 2])
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
     assert run.code == 0, run.err
     assert (out_dir / DATASET).read_bytes() == open(live_files["features"], "rb").read()
     assert "Reusing" not in run.err
     run.assert_no_secret()
+
+
+def test_default_is_v5_3_and_older_versions_are_still_accepted(capfd, moto, api, live_files, pickle_of, out_dir):
+    """Without --dataset, Numerai's API is asked for v5.3 (numerai-predict's default since July 2026);
+    --dataset v5.2/live.parquet still asks for and downloads v5.2."""
+    client, url = moto
+    with open(live_files["features"], "rb") as handle:
+        features = handle.read()
+    graphql = {}
+    for name in ("v5.3/live.parquet", "v5.2/live.parquet"):
+        key = f"{os.urandom(4).hex()}/{name}"
+        client.put_object(Bucket="datasets", Key=key, Body=features)
+        graphql[name] = presigner(url, "testing", "testing").generate_presigned_url(
+            "get_object", Params={"Bucket": "datasets", "Key": key}, ExpiresIn=600)
+    api.graphql = {"v5.3/live.parquet": graphql["v5.3/live.parquet"]}  # only the default is served
+    default = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
+    assert default.code == 0, default.err
+    assert "v5.3/live.parquet" in default.files and "v5.2/live.parquet" not in default.files
+    api.graphql = {"v5.2/live.parquet": graphql["v5.2/live.parquet"]}
+    older = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--dataset", "v5.2/live.parquet",
+                                 "--benchmarks", live_files["benchmarks"]])
+    assert older.code == 0, older.err
+    assert (out_dir / "v5.2" / "live.parquet").read_bytes() == features
 
 
 def test_copy_reused_only_while_unchanged(capfd, moto_dataset, live_files, pickle_of, out_dir, tmp_path):
@@ -375,11 +398,11 @@ def test_download_that_is_not_parquet_is_refused(capfd, api, live_files, pickle_
     """A 200 with an HTML page instead of the dataset (a presigned URL): exit 22, nothing left behind,
     no credential in any output."""
     api.graphql = {DATASET: presigned_get(api.url, "datasets", DATASET)}
-    api.route("/datasets/v5.2/live.parquet", (200, b"<html>captive portal</html>"))
+    api.route("/datasets/v5.3/live.parquet", (200, b"<html>captive portal</html>"))
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
     assert run.code == errors.DataUnreadableError.exit_code, run.err
     assert "is not a Parquet file (no PAR1 magic at both ends)" in run.err
-    assert "/datasets/v5.2/live.parquet" in run.err
+    assert "/datasets/v5.3/live.parquet" in run.err
     assert run.files == []
     run.assert_no_secret()
 
@@ -388,19 +411,19 @@ def test_not_parquet_error_names_the_url_without_its_query(server, out_dir):
     """The exit-22 error itself (before any log filter or report scrub) holds no query string."""
     from numerai_predict.data import download_dataset
 
-    server.route("/datasets/v5.2/live.parquet", (200, b"<html>captive portal</html>"))
+    server.route("/datasets/v5.3/live.parquet", (200, b"<html>captive portal</html>"))
     url = presigned_get(server.url, "datasets", DATASET)
     with pytest.raises(errors.DataUnreadableError) as raised:
-        download_dataset(url, str(out_dir / "live.parquet"), "--dataset v5.2/live.parquet")
+        download_dataset(url, str(out_dir / "live.parquet"), "--dataset v5.3/live.parquet")
     message = raised.value.one_line()
-    assert "/datasets/v5.2/live.parquet" in message
+    assert "/datasets/v5.3/live.parquet" in message
     assert "?" not in message and not any(secret.lower() in message.lower() for secret in SECRETS), message
 
 
 def test_a_failed_download_leaves_no_empty_folder(capfd, api, live_files, pickle_of, out_dir):
-    """The folders made for a dataset (v5.2/) go again when its download fails."""
-    api.graphql = {DATASET: "/datasets/v5.2/live.parquet"}
-    api.route("/datasets/v5.2/live.parquet", (403, s3_error_xml("AccessDenied", "Request has expired")))
+    """The folders made for a dataset (v5.3/) go again when its download fails."""
+    api.graphql = {DATASET: "/datasets/v5.3/live.parquet"}
+    api.route("/datasets/v5.3/live.parquet", (403, s3_error_xml("AccessDenied", "Request has expired")))
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
     assert run.code == errors.DataFetchError.exit_code, run.err
     assert "numerapi list-datasets" in run.err
@@ -470,7 +493,7 @@ def test_model_download_refuses_an_unverified_certificate(capfd, tls_server, liv
 def test_dataset_download_refuses_an_unverified_certificate(capfd, api, tls_server, live_files, pickle_of, out_dir):
     """The dataset GET the same way: exit 21, naming the certificate, nothing kept."""
     with open(live_files["features"], "rb") as handle:
-        tls_server.route("/datasets/v5.2/live.parquet", (200, handle.read()))
+        tls_server.route("/datasets/v5.3/live.parquet", (200, handle.read()))
     api.graphql = {DATASET: presigned_get(tls_server.url, "datasets", DATASET)}
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]])
     assert run.code == errors.DataFetchError.exit_code, run.err

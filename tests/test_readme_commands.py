@@ -170,8 +170,8 @@ def moto():
 def api():
     """Numerai's GraphQL endpoint and the live data it hands out, on 127.0.0.1."""
     server = ScriptedServer()
-    server.graphql = {"v5.2/live.parquet": "/live.parquet",
-                      "v5.2/live_benchmark_models.parquet": "/live_benchmark_models.parquet"}
+    server.graphql = {"v5.3/live.parquet": "/live.parquet",
+                      "v5.3/live_benchmark_models.parquet": "/live_benchmark_models.parquet"}
     for name in ("live.parquet", "live_benchmark_models.parquet"):
         with open(os.path.join(ROOT, "examples", name), "rb") as handle:
             server.route("/" + name, (200, handle.read()))

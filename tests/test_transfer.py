@@ -124,11 +124,11 @@ def numerai_api(server, monkeypatch, live_files):
     import numerapi.base_api
 
     monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", server.url + "/graphql")
-    for name, key in [("v5.2/live.parquet", "features"), ("v5.2/live_benchmark_models.parquet", "benchmarks")]:
+    for name, key in [("v5.3/live.parquet", "features"), ("v5.3/live_benchmark_models.parquet", "benchmarks")]:
         with open(live_files[key], "rb") as handle:
             server.route(f"/files/{name}", (200, handle.read()))
     server.graphql = {name: f"/files/{name}" for name in
-                      ["v5.2/live.parquet", "v5.2/live_benchmark_models.parquet"]}
+                      ["v5.3/live.parquet", "v5.3/live_benchmark_models.parquet"]}
     return server
 
 
@@ -136,16 +136,16 @@ def test_numerapi_downloads_dataset_and_benchmarks(capfd, numerai_api, lightgbm_
     """The default dataset names are fetched with the real numerapi client."""
     code, err = run(capfd, "--model", lightgbm_pickles["two"], "--output_dir", out_dir)
     assert code == 0, err
-    assert numerai_api.count("GET", "/files/v5.2/live.parquet") == 1
-    assert numerai_api.count("GET", "/files/v5.2/live_benchmark_models.parquet") == 1
-    assert (out_dir / "v5.2" / "live.parquet").read_bytes() == open(live_files["features"], "rb").read()
+    assert numerai_api.count("GET", "/files/v5.3/live.parquet") == 1
+    assert numerai_api.count("GET", "/files/v5.3/live_benchmark_models.parquet") == 1
+    assert (out_dir / "v5.3" / "live.parquet").read_bytes() == open(live_files["features"], "rb").read()
     assert list(read_predictions(out_dir).index) == list(live_files["ids"])
 
 
 def test_numerapi_skips_benchmarks_for_one_argument_models(capfd, numerai_api, lightgbm_pickles, out_dir):
     code, err = run(capfd, "--model", lightgbm_pickles["legacy"], "--output_dir", out_dir)
     assert code == 0, err
-    assert numerai_api.count("GET", "/files/v5.2/live_benchmark_models.parquet") == 0
+    assert numerai_api.count("GET", "/files/v5.3/live_benchmark_models.parquet") == 0
 
 
 def test_numerapi_unknown_dataset(capfd, numerai_api, pickle_of, out_dir):
@@ -164,7 +164,7 @@ def test_numerai_api_unavailable(capfd, server, pickle_of, out_dir, monkeypatch)
     monkeypatch.setattr(numerapi.base_api, "API_TOURNAMENT_URL", server.route("/down", (503, b"down")))
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--output_dir", out_dir)
     assert code == errors.DataFetchError.exit_code
-    assert "could not download --dataset v5.2/live.parquet: Numerai's API at " in err
+    assert "could not download --dataset v5.3/live.parquet: Numerai's API at " in err
     assert "HTTP 503 Service Unavailable (down)" in err and "retry budget 3 s" in err
     assert server.count("POST", "/down") >= 2 and csvs(out_dir) == []
 

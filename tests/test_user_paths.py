@@ -26,7 +26,7 @@ def test_relative_flags_resolve_against_init_cwd(tmp_path, monkeypatch):
                        "--report", "r.json"])
     assert opts.model == str(user / "m.pkl")
     assert opts.dataset == str(user / "data" / "live.parquet")  # exists there: a local file
-    assert opts.benchmarks == "v5.2/live_benchmark_models.parquet"  # the default: a dataset name
+    assert opts.benchmarks == "v5.3/live_benchmark_models.parquet"  # the default: a dataset name
     assert opts.output_dir == str(user / "out") and opts.report == str(user / "r.json")
     # URLs and absolute paths are kept as they are.
     assert parse_args(["--model", "https://h/m.pkl?x=1", "--output_dir", str(user)]).model == "https://h/m.pkl?x=1"
@@ -37,12 +37,12 @@ def test_the_dataset_rule(tmp_path, monkeypatch):
     """A relative name is a local file when it exists in the user's folder or starts with ./ or ../;
     anything else is a Numerai dataset name."""
     monkeypatch.setenv("INIT_CWD", str(tmp_path))
-    assert dataset_path("v5.2/live.parquet") == "v5.2/live.parquet"
+    assert dataset_path("v5.3/live.parquet") == "v5.3/live.parquet"
     assert dataset_path("./live.parquet") == str(tmp_path / "live.parquet")  # missing: exit 20, never fetched
     assert dataset_path("../x.parquet") == str(tmp_path.parent / "x.parquet")
-    (tmp_path / "v5.2").mkdir()
-    (tmp_path / "v5.2" / "live.parquet").write_bytes(b"")
-    assert dataset_path("v5.2/live.parquet") == str(tmp_path / "v5.2" / "live.parquet")
+    (tmp_path / "v5.3").mkdir()
+    (tmp_path / "v5.3" / "live.parquet").write_bytes(b"")
+    assert dataset_path("v5.3/live.parquet") == str(tmp_path / "v5.3" / "live.parquet")
 
 
 def test_without_init_cwd_the_current_folder_is_the_users(tmp_path, monkeypatch):

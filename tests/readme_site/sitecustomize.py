@@ -23,8 +23,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TARGET = "numerapi.base_api"
-DATASETS = {"v5.2/live.parquet": "live.parquet",
-            "v5.2/live_benchmark_models.parquet": "live_benchmark_models.parquet"}
+DATASETS = {"v5.3/live.parquet": "live.parquet",
+            "v5.3/live_benchmark_models.parquet": "live_benchmark_models.parquet"}
 
 
 def serve(folder: str) -> str:
