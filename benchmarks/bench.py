@@ -54,7 +54,8 @@ FRAMEWORKS = ("lightgbm", "xgboost", "torch", "keras")
 MAKERS = {"lightgbm": "lightgbm_model", "xgboost": "xgboost_model", "torch": "torch_model",
           "keras": "keras_model"}
 N_FEATURES, N_BENCHMARKS, TRAIN_ROWS = 2400, 20, 2000
-TARGETS = {"cpu": 1.10, "memory": 1.15, "growth": 1.05, "docker": 1.15, "image_gb": 4.0}
+# The image may grow to carry numerai-predict's libraries (containers/parity.toml), within 4.5 GB.
+TARGETS = {"cpu": 1.10, "memory": 1.15, "growth": 1.05, "docker": 1.15, "image_gb": 4.5}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 FLOOR = r"""

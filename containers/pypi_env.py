@@ -8,7 +8,8 @@
     containers/pypi_env.py path ENV              print the environment's prefix
 
 An environment is a self-contained CPython prefix: a copy of a local CPython of
-the right minor (found through pyenv or PATH) with an empty site-packages,
+the right minor (found through pyenv or PATH, else built once from Debian's
+source package: containers/cpython.py) with an empty site-packages,
 its libpython found relative to itself, exactly the locked packages (hash-checked)
 and, in environments whose features ask for it, the workspace's own package
 installed editable from the checkout that runs the twin.
@@ -37,6 +38,7 @@ import time
 import urllib.parse
 from functools import cache
 
+import cpython
 from manifest import Manifest, ManifestError, environment_tasks, environments, load, python_minor
 from manifest import merged as manifest_merged
 from manifest import tasks as manifest_tasks
@@ -164,7 +166,21 @@ def find_python(minor: str) -> str:
     for candidate in candidates:
         if runs(candidate, minor):
             return os.path.realpath(candidate)
+    if cpython.buildable(minor):
+        return built_python(minor)
     raise TwinError(f"no CPython {minor} found through pyenv or PATH")
+
+
+def built_python(minor: str) -> str:
+    """CPython ``minor`` built from Debian's source package into TOOLS_DIR, once (containers/cpython.py)."""
+    python = cpython.installed(TOOLS_DIR, minor)
+    if python:
+        return python
+    with locked(os.path.join(TOOLS_DIR, f"cpython-{minor}")):
+        try:
+            return cpython.build(TOOLS_DIR, minor)
+        except cpython.BuildError as error:
+            raise TwinError(str(error)) from error
 
 
 def runs(python: str, minor: str) -> bool:

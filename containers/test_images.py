@@ -15,6 +15,8 @@ import subprocess
 
 import images
 import manifest as pixi_toml
+import numerai_rules
+import parity
 import pytest
 
 ROOT = images.ROOT
@@ -69,6 +71,7 @@ def writable_dir(tmp_path, name: str) -> str:
 
 def only_csv(folder: str) -> bytes:
     (path,) = glob.glob(os.path.join(folder, "live_predictions-*.csv"))
+    assert numerai_rules.csv_refusal(path) is None  # Numerai's own rules (numerai-tools) accept it
     with open(path, "rb") as handle:
         return handle.read()
 
@@ -236,7 +239,10 @@ MODULES = {"pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow", "polars":
            "pytorch": "torch", "keras": "keras", "onnx": "onnx", "onnxruntime": "onnxruntime",
            "cloudpickle": "cloudpickle", "joblib": "joblib", "statsmodels": "statsmodels", "requests": "requests",
            "tenacity": "tenacity", "tqdm": "tqdm", "tensorflow-cpu": "tensorflow", "tensorflow": "tensorflow",
-           "numerapi": "numerapi", "numerai-tools": "numerai_tools", "numerblox": "numerblox"}
+           "numerapi": "numerapi", "numerai-tools": "numerai_tools", "numerblox": "numerblox",
+           # the libraries of numerai-predict's images (containers/parity.toml), by pixi.toml's names
+           **parity.read()["modules"], "huggingface_hub": "huggingface_hub", "ml_dtypes": "ml_dtypes",
+           "tf-nightly": "tensorflow"}
 NO_MODULE = {"python", "libprotobuf"}  # the interpreter, and a C++ library
 
 
@@ -251,7 +257,9 @@ def image_modules(env: str) -> list[str]:
         if os.environ.get("PYPI_TWIN") else set()
     unknown = sorted(set(packages) - set(MODULES) - NO_MODULE)
     assert not unknown, f"add the modules of {unknown} to MODULES"
-    return sorted({MODULES[p] for p in packages if p not in NO_MODULE | skipped})
+    # ... and everything numerai-predict's image for this Python carries (the parity test's list)
+    upstream = parity.expected_modules(parity.read(), env, twin=bool(os.environ.get("PYPI_TWIN")))
+    return sorted({MODULES[p] for p in packages if p not in NO_MODULE | skipped} | set(upstream.values()))
 
 
 def test_image_imports_every_framework(image):

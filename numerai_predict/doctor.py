@@ -16,7 +16,7 @@ from typing import Any
 
 from numerai_predict.errors import PickleVersionError, PredictError, UnsafePickleError
 from numerai_predict.pickles import PickleFacts
-from numerai_predict.pythons import PINNED, Signs, known_pythons
+from numerai_predict.pythons import EXPERIMENTAL, PINNED, Signs, known_pythons
 
 SCHEMA = "https://github.com/numerai/numerai-predict/doctor.schema.json"
 #: Distributions of top-level modules that are not installed here (installed ones are looked up).
@@ -142,11 +142,13 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
     choices = offered if pythons is None else [p for p in offered if p in pythons]
     pinned = [set(row["environments"]) for row in recorded if row["environments"]]
     preferred = [p for p in choices if all(f"py{p.replace('.', '')}" in envs for envs in pinned)] or choices
+    if pythons is None:  # nothing tells the Python: an experimental one only when nothing else fits
+        preferred = [p for p in preferred if p not in EXPERIMENTAL] or preferred
     if not choices:
         reason = ("made with " + (fits(pythons) if pythons else "a Python none of the environments knows "
                   "(newer, or not offered)") + f"; the environments offer {fits(offered)}")
         return {"runnable": False, "environment": None, "image": None, "docker_image": None, "commands": None,
-                "reason": reason + ". Pickle the model again with one of those Pythons."}
+                "experimental": False, "reason": reason + ". Pickle the model again with one of those Pythons."}
     best = here() if here() in preferred and pythons is not None else preferred[-1]
     major, minor_ = (int(x) for x in best.split("."))
     env = f"py{major}{minor_}"
@@ -160,10 +162,12 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
         reason = f"made with Python {best}"
     if absent and best == here():
         reason += f"; it imports {', '.join(absent)}, absent from this environment"
+    if best in EXPERIMENTAL:
+        reason += f"; Python {best} is experimental in numerai-predict (its image may still change)"
     if unsafe:
         reason += "; but it holds unsafe references (see above): do not run it unless you trust its author"
     return {"runnable": not unsafe, "environment": env, "image": reference.split(":")[0],
-            "docker_image": f"Python {best}",
+            "docker_image": f"Python {best}", "experimental": best in EXPERIMENTAL,
             "commands": {"local": local_command(env, args), "docker": docker_command(reference, args, values)},
             "reason": reason}
 

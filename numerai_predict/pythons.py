@@ -29,6 +29,9 @@ PINNED = ("cloudpickle", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost
 #: Packages also installed under another distribution name: PyPI's CPU-only builds (the PyPI twin
 #: installs xgboost-cpu, the same `xgboost` module without CUDA and NCCL).
 ALSO_DISTRIBUTED_AS = {"xgboost": ("xgboost-cpu",)}
+#: Pythons numerai-predict offers as "experimental" (its py3.14 image, July 2026): a pickle that
+#: tells no Python is sent to the newest of the others, and a verdict for one of these says so.
+EXPERIMENTAL = frozenset({"3.14"})
 #: Opcodes a function's bytecode may start with before RESUME (cells, free variables, generators).
 PREFIX_NAMES = ("MAKE_CELL", "COPY_FREE_VARS", "RETURN_GENERATOR", "POP_TOP", "NOP")
 

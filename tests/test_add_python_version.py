@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 from conftest import ROOT
 
-NEW = "py314"
+NEW = "py315"
 
 
 def tracked_files() -> list[str]:
@@ -35,12 +35,12 @@ def add_python(manifest: str, env: str) -> str:
     minor = f"3.{env[3:]}"
     manifest = manifest.replace("# Test tools stay out of the images", (
         f'[feature.{env}.dependencies]\npython = "{minor}.*"\n\n# Test tools stay out of the images'))
-    manifest = re.sub(r"(py313-runtime = .*\n)", (
+    manifest = re.sub(r"(py314-runtime = .*\n)", (
         rf'\1{env} = {{ features = ["{env}", "test"], solve-group = "{env}" }}\n'
         rf'{env}-runtime = {{ features = ["{env}"], solve-group = "{env}" }}\n'), manifest)
-    manifest = re.sub(r'(    \{ task = "env-ready", environment = "py313" \},\n)',
+    manifest = re.sub(r'(    \{ task = "env-ready", environment = "py314" \},\n)',
                       rf'\1    {{ task = "env-ready", environment = "{env}" }},\n', manifest)
-    return re.sub(r'(    \{ task = "test(?:-busy)?", environment = "py313" \},\n)',
+    return re.sub(r'(    \{ task = "test", environment = "py314" \},\n)',
                   rf'\1    {{ task = "test", environment = "{env}" }},\n', manifest)
 
 
@@ -67,7 +67,7 @@ def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(t
     assert listed[-1] == NEW
     image = run(copy / "containers", "-c", "import images, manifest; "
                       f"print(images.image_name(manifest.load(), '{NEW}'))").stdout.strip()
-    assert image == "numerai_predict_py_3_14"
+    assert image == "numerai_predict_py_3_15"
 
     # What is left is generated: the PyPI locks ...
     check = run(copy, "containers/pypi_env.py", "check")
@@ -83,7 +83,7 @@ def test_adding_a_python_needs_only_pixi_toml_then_generated_locks_and_pickles(t
     assert failed == ["test_every_python_environment_has_its_signs", "test_every_python_has_both_pickles",
                       "test_pypi_locks_are_fresh"]
 
-    # Until make-signs runs in py314, the doctor reports a 3.14 pickle "made with an unknown Python" and
+    # Until make-signs runs in py315, the doctor reports a 3.15 pickle "made with an unknown Python" and
     # refuses it (tests/test_doctor.py::test_a_python_missing_from_the_data_is_reported_unknown).
 
     # And pixi.toml was the only file edited by hand.

@@ -77,3 +77,24 @@ def test_wrong_predictions_raise_pandas_errors(tmp_path, change, error):
     assert arrow_deliverable(raw, live) is None
     with pytest.raises(error):
         deliverable(raw, live)
+
+
+#: sha256 of the CSV below as pandas 2.3 writes it (py311-py313). pandas 3 (py314) changes the
+#: default string dtype (Arrow-backed `str`) and copy-on-write; the bytes delivered must not change.
+PANDAS_2_CSV_SHA256 = "c33be7b458d40cf094ef068b4b8089613c7dea2aedf53084727c09220efc303d"
+
+
+def test_the_csv_is_byte_identical_under_pandas_2_and_3(tmp_path):
+    """Fixed ids and values (no random generator, whose streams may differ between numpy versions),
+    through both of the runner's paths: the same bytes in every environment."""
+    import hashlib
+
+    ids = pd.Index([f"n{i * 2654435761 % 16**15:015x}" for i in range(300)], name="id")
+    values = np.array([(i * 7919 % 1000) / 999 for i in range(300)])
+    values[:6] = [0.0, 1.0, 1e-5, 0.1 + 0.2, 5e-324, 1 / 3]
+    features = pd.DataFrame({"feature_a": np.arange(300, dtype="int8")}, index=ids)
+    predictions = validate_predictions(pd.DataFrame({"prediction": values}, index=ids), ids)
+    by_pandas = predictions.to_csv().encode()
+    raw, live = files(tmp_path, predictions, features)
+    assert arrow_deliverable(raw, live) == (by_pandas, 300)
+    assert hashlib.sha256(by_pandas).hexdigest() == PANDAS_2_CSV_SHA256, (pd.__version__, by_pandas[:200])

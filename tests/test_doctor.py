@@ -162,7 +162,7 @@ def test_loading_failures_carry_the_verdict(capfd, tmp_path):
     code = predict.main(["--model", str(path), *local_data(tmp_path)])
     err = capfd.readouterr().err
     assert code == 13, err
-    newest = max(int(v[2:]) for v in pythons.known_pythons())
+    newest = max(int(v[2:]) for v in pythons.known_pythons() if v not in pythons.EXPERIMENTAL)
     assert f"doctor: Python unknown (no code objects); run it in py3{newest}" in err
 
 
@@ -317,9 +317,24 @@ def test_module_rows_absent_and_stdlib(capsys, tmp_path):
     assert rows["nosuchmodule_x"] == {"module": "nosuchmodule_x", "distribution": "nosuchmodule_x",
                                       "present": False, "version": None, "stdlib": False}
     assert rows["collections"]["stdlib"] and rows["collections"]["present"]
-    newest = max(pythons.known_pythons(), key=lambda v: int(v[2:]))
+    newest = max((v for v in pythons.known_pythons() if v not in pythons.EXPERIMENTAL), key=lambda v: int(v[2:]))
     if newest == HERE:
         assert "nosuchmodule_x, absent from this environment" in report["verdict"]["reason"]
+
+
+def test_python_3_14_is_marked_experimental_and_never_a_default(capsys, tmp_path):
+    """A 3.14 pickle is sent to py314, marked experimental as numerai-predict marks that image; a pickle
+    that tells no Python goes to the newest stable environment, not to 3.14."""
+    code, out = check(capsys, "--json", "--model", os.path.join(MODELS, "model_3_14.pkl"))
+    verdict = json.loads(out)["verdict"]
+    assert (verdict["environment"], verdict["docker_image"], verdict["experimental"]) == ("py314", "Python 3.14", True)
+    assert "Python 3.14 is experimental in numerai-predict" in verdict["reason"]
+    older = json.loads(check(capsys, "--json", "--model", os.path.join(MODELS, "model_3_13.pkl"))[1])["verdict"]
+    assert (older["environment"], older["experimental"]) == ("py313", False)
+    path = tmp_path / "no_code.pkl"
+    path.write_bytes(b"ccollections\nOrderedDict\n.")  # protocol 0: one global, no code object
+    unknown = json.loads(check(capsys, "--json", "--model", str(path))[1])["verdict"]
+    assert (unknown["environment"], unknown["experimental"]) == ("py313", False)
 
 
 # ---- failures ----

@@ -155,8 +155,10 @@ def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys
     marker = tmp_path / "asked"
     handler = (f"lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0))" if obeys
                else "signal.SIG_IGN")
+    # Short sleeps: a signal that lands before one long sleep starts waits for its end on Python 3.14
+    # (the handler runs at the next bytecode boundary, and a C call is not one).
     script = f"import signal, sys, time\nsignal.signal(signal.SIGTERM, {handler})\nprint('ready', flush=True)\n" \
-             "time.sleep(60)\n"
+             "for _ in range(600):\n    time.sleep(0.1)\n"
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE)
     assert proc.stdout.readline() == b"ready\n"
     cancelled = threading.Event()

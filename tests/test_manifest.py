@@ -21,6 +21,9 @@ NUMERAI_PREDICT_MINORS = {
               "py-xgboost": "3.0", "catboost": "1.2"},
     "py313": {"cloudpickle": "3.1", "numpy": "2.2", "pandas": "2.3", "scikit-learn": "1.6", "lightgbm": "4.5",
               "py-xgboost": "3.0", "catboost": "1.2"},
+    # numerai-predict's py3.14 has scikit-learn 1.6, which nothing builds for 3.14 (pixi.toml says why 1.7)
+    "py314": {"cloudpickle": "3.1", "numpy": "2.4", "pandas": "3.0", "scikit-learn": "1.7", "lightgbm": "4.5",
+              "py-xgboost": "3.0", "catboost": "1.2"},
 }
 
 
@@ -150,9 +153,9 @@ def test_every_environment_pins_exactly_one_python(manifest):
 
 
 def test_python_environments_cover_numerai_and_pin_their_own_python(manifest):
-    """py3XY pins Python 3.XY; at least Numerai's 3.10-3.13 are there."""
+    """py3XY pins Python 3.XY; at least Numerai's 3.10-3.14 are there."""
     envs = python_envs(manifest)
-    assert {"py310", "py311", "py312", "py313"} <= set(envs)
+    assert {"py310", "py311", "py312", "py313", "py314"} <= set(envs)
     for env in envs:
         assert pixi_toml.python_minor(manifest, env) == f"3.{env[3:]}"
 
@@ -229,6 +232,11 @@ def test_tensorflow_gaps_are_per_platform(manifest):
     assert "tensorflow-cpu" in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "linux-64")
     assert "tensorflow" in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "linux-aarch64")
     assert not any("tensorflow" in n for n in pixi_toml.merged(manifest, "py313", "pypi-dependencies", "osx-arm64"))
+    # 3.14: no stable TensorFlow anywhere; numerai-predict's image takes one tf-nightly wheel, linux-64 only
+    assert pixi_toml.merged(manifest, "py314", "pypi-dependencies", "linux-64")["tf-nightly"].startswith("==2.22.0.dev")
+    for platform in ("linux-aarch64", "osx-arm64"):
+        assert not any("tf-nightly" in n or "tensorflow" in n
+                       for n in pixi_toml.merged(manifest, "py314", "pypi-dependencies", platform))
 
 
 def test_every_task_in_readme_exists(manifest):
@@ -340,7 +348,8 @@ def test_tools_scripts_import_only_the_standard_library(manifest):
     import ast
     import sys
 
-    local = {"images": "containers", "manifest": "containers", "pypi_env": "containers", "timing": "benchmarks"}
+    local = {"images": "containers", "manifest": "containers", "pypi_env": "containers", "cpython": "containers",
+             "timing": "benchmarks"}
     scripts = {re.search(r"python (\S+\.py)", pixi_toml.tasks(manifest)[t]["cmd"]).group(1) for t in TOOLS_TASKS}
     todo, seen, foreign = [os.path.join(ROOT, s) for s in scripts], set(), set()
     while todo:

@@ -60,4 +60,5 @@ def test_pickle_from_another_python_is_explained(tmp_path, tag):
     assert f"compiled by Python {made}" in result.stderr
     assert f"this is Python {HERE.replace('_', '.')}" in result.stderr
     assert f"py{tag.replace('_', '')} environment" in result.stderr
+    assert f" -e py{tag.replace('_', '')} predict " in result.stderr  # the footer's command runs it there
     assert not glob.glob(str(tmp_path / "*.csv"))
