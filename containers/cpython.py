@@ -47,6 +47,8 @@ def source_url(minor: str) -> str:
 
 def installed(cache_dir: str, minor: str) -> str | None:
     """The built interpreter, if a previous build finished (its stamp is written last)."""
+    if minor not in SOURCES:
+        return None
     version, _ = SOURCES[minor]
     prefix = os.path.join(cache_dir, f"cpython-{version}")
     python = os.path.join(prefix, "bin", f"python{minor}")

@@ -150,8 +150,9 @@ def spec_digest(manifest: dict, env: str) -> str:
 # ---- interpreters ------------------------------------------------------------
 
 
-def find_python(minor: str) -> str:
-    """A local CPython ``minor`` (e.g. '3.11'): pyenv's newest patch, else PATH."""
+def find_python(minor: str, build: bool = True) -> str:
+    """A local CPython ``minor`` (e.g. '3.11'): pyenv's newest patch, else PATH, else (``build``)
+    one built from Debian's source package (containers/cpython.py)."""
     candidates = []
     try:
         root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
@@ -166,7 +167,7 @@ def find_python(minor: str) -> str:
     for candidate in candidates:
         if runs(candidate, minor):
             return os.path.realpath(candidate)
-    if cpython.buildable(minor):
+    if cpython.installed(TOOLS_DIR, minor) or (build and cpython.buildable(minor)):
         return built_python(minor)
     raise TwinError(f"no CPython {minor} found through pyenv or PATH")
 
@@ -199,8 +200,8 @@ def lock_python(manifest: dict, env: str) -> str:
     """The Python to resolve for: the local CPython environments are built from, as
     requires-python may name a patch (soupsieve 4.1 needs 3.11.5); else the minor alone."""
     minor = python_minor(manifest, env)
-    try:
-        return python_version(find_python(minor))
+    try:  # never a three-minute CPython build just to name a patch version
+        return python_version(find_python(minor, build=False))
     except TwinError:
         return minor
 

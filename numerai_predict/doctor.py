@@ -142,8 +142,10 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
     choices = offered if pythons is None else [p for p in offered if p in pythons]
     pinned = [set(row["environments"]) for row in recorded if row["environments"]]
     preferred = [p for p in choices if all(f"py{p.replace('.', '')}" in envs for envs in pinned)] or choices
-    if pythons is None:  # nothing tells the Python: an experimental one only when nothing else fits
-        preferred = [p for p in preferred if p not in EXPERIMENTAL] or preferred
+    # An experimental Python only when nothing else fits, or when it is the one running (a pickle
+    # that tells no Python, or that several could have made, goes to a stable one).
+    keep = here() if pythons is not None else None
+    preferred = [p for p in preferred if p not in EXPERIMENTAL or p == keep] or preferred
     if not choices:
         reason = ("made with " + (fits(pythons) if pythons else "a Python none of the environments knows "
                   "(newer, or not offered)") + f"; the environments offer {fits(offered)}")
@@ -157,7 +159,8 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
     reference, _ = image((major, minor_))
     if pythons is None:
         reason = "no code objects tell the Python; " + (
-            "the recorded library versions fit " + env if pinned else f"any environment loads it ({env} is the newest)")
+            "the recorded library versions fit " + env if pinned
+            else f"any environment loads it ({env} is the newest stable one)")
     else:
         reason = f"made with Python {best}"
     if absent and best == here():

@@ -299,7 +299,7 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
     import pandas as pd
 
     from numerai_predict.data import read_parquet
-    from numerai_predict.validate import validate_predictions
+    from numerai_predict.validate import check_spread, validate_predictions
 
     features = read_parquet(features_path)
     benchmarks = read_parquet(benchmarks_path) if benchmarks_path is not None else None
@@ -312,8 +312,11 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
         args = (era_features,) if benchmarks is None else (era_features, benchmarks.reindex(era_features.index))
         if era is not None:
             log.debug("Predicting era %s (%d rows)", era, len(era_features))
-        results.append(validate_predictions(call_model(model, args), era_features.index))
+        # Numerai's spread rule holds for the whole submission, not each era: checked once, below.
+        results.append(validate_predictions(call_model(model, args), era_features.index, whole=one_era))
     predictions = results[0] if len(results) == 1 else pd.concat(results)
+    if not one_era:
+        check_spread(predictions["prediction"].to_numpy())
     predictions.to_parquet(out)
     return len(predictions)
 

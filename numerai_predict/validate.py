@@ -25,9 +25,10 @@ if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
 SHOWN_IDS = 3
 
 
-def validate_predictions(predictions: object, live_ids: pd.Index[Any]) -> pd.DataFrame:
+def validate_predictions(predictions: object, live_ids: pd.Index[Any], whole: bool = True) -> pd.DataFrame:
     """Return ``predictions`` as a DataFrame indexed ``id`` with one ``prediction``
-    column in the order of ``live_ids``, or raise the error that says what to fix."""
+    column in the order of ``live_ids``, or raise the error that says what to fix.
+    ``whole``: these are the whole submission (not one era of it), so Numerai's spread rule applies."""
     import numpy as np
     import pandas as pd
 
@@ -52,12 +53,20 @@ def validate_predictions(predictions: object, live_ids: pd.Index[Any]) -> pd.Dat
     if bad.any():
         raise PredictionsRangeError(f"{int(bad.sum())} predictions are outside [0, 1] "
                                     f"(min {numbers.min():.4g}, max {numbers.max():.4g})")
-    if without_spread(numbers.std(ddof=1) if len(numbers) > 1 else math.nan):
-        raise PredictionsConstantError(f"all {len(numbers)} predictions are {numbers[0]:.6g}: "
-                                       "their standard deviation is 0")
+    if whole:
+        check_spread(numbers)
     result = values.reindex(live_ids).astype("float64").to_frame("prediction")
     result.index.name = "id"
     return result
+
+
+def check_spread(numbers: Any) -> None:
+    """Numerai's rule on the whole submission's float64 predictions (a numpy array)."""
+    std = float(numbers.std(ddof=1)) if len(numbers) > 1 else math.nan
+    if without_spread(std):
+        raise PredictionsConstantError(f"the {len(numbers)} predictions have a standard deviation of {std:.3g} "
+                                       f"(from {numbers.min():.6g} to {numbers.max():.6g}); Numerai refuses "
+                                       "one of about 1e-8 or less")
 
 
 def without_spread(std: float) -> bool:
@@ -158,7 +167,8 @@ def arrow_deliverable(predictions_path: str, features_path: str) -> tuple[bytes,
             return None
         live = live_file.read(columns=[index]).column(index).combine_chunks()
         ids, values = table.column("id").combine_chunks(), table.column("prediction").combine_chunks()
-        if not (pa.types.is_string(live.type) or pa.types.is_large_string(live.type)) or ids.type != live.type:
+        # pandas 3 writes its str index as large_string, Numerai's files hold string: the same ids
+        if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in (live.type, ids.type)):
             return None
         if values.type != pa.float64() or len(ids) != len(live) or not len(ids) or ids.null_count or values.null_count:
             return None

@@ -56,6 +56,12 @@ def constant(live_features):
     return answer(live_features, 0.5)
 
 
+def constant_per_era(live_features):
+    """One value per era (0.3 in era A, 0.7 in others): the submission as a whole has spread."""
+    value = 0.3 if live_features["era"].iloc[0] == "A" else 0.7
+    return pd.DataFrame({"prediction": value}, index=live_features.index)
+
+
 def truly_constant(live_features):
     """The same prediction for every id: refused by Numerai's rules (exit 48)."""
     return pd.DataFrame({"prediction": 0.5}, index=live_features.index)
@@ -104,21 +110,26 @@ def frame(live_features, values, **kwargs):
     return pd.DataFrame({"prediction": values}, index=live_features.index, **kwargs)
 
 
+def ramp(live_features):
+    """Predictions with spread, so that each bad output below is wrong in its one way only."""
+    return np.linspace(0.25, 0.75, len(live_features))
+
+
 # Each bad model returns (or does) one wrong thing.
 BAD_OUTPUTS = {
     "none": lambda lf: None,
-    "list": lambda lf: [0.5] * len(lf),
-    "series": lambda lf: pd.Series(0.5, index=lf.index),
+    "list": lambda lf: list(ramp(lf)),
+    "series": lambda lf: pd.Series(ramp(lf), index=lf.index),
     "empty": lambda lf: pd.DataFrame(),
     "no-numeric-column": lambda lf: pd.DataFrame({"prediction": "high"}, index=lf.index),
-    "ambiguous-columns": lambda lf: pd.DataFrame({"a": 0.1, "b": 0.2}, index=lf.index),
-    "nan": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.nan, 0.5)),
-    "inf": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.inf, 0.5)),
+    "ambiguous-columns": lambda lf: pd.DataFrame({"a": ramp(lf), "b": ramp(lf)}, index=lf.index),
+    "nan": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.nan, ramp(lf))),
+    "inf": lambda lf: frame(lf, np.where(np.arange(len(lf)) == 3, np.inf, ramp(lf))),
     "out-of-range": lambda lf: frame(lf, np.linspace(-1, 2, len(lf))),
-    "reset-index": lambda lf: frame(lf, 0.5).reset_index(drop=True),
-    "missing-ids": lambda lf: frame(lf, 0.5).iloc[5:],
-    "extra-ids": lambda lf: pd.concat([frame(lf, 0.5), pd.DataFrame({"prediction": [0.5]}, index=["nbogus"])]),
-    "duplicate-ids": lambda lf: pd.concat([frame(lf, 0.5), frame(lf, 0.5).iloc[:2]]),
+    "reset-index": lambda lf: frame(lf, ramp(lf)).reset_index(drop=True),
+    "missing-ids": lambda lf: frame(lf, ramp(lf)).iloc[5:],
+    "extra-ids": lambda lf: pd.concat([frame(lf, ramp(lf)), pd.DataFrame({"prediction": [0.5]}, index=["nbogus"])]),
+    "duplicate-ids": lambda lf: pd.concat([frame(lf, ramp(lf)), frame(lf, ramp(lf)).iloc[:2]]),
     "constant": truly_constant,
 }
 

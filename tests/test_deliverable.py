@@ -12,7 +12,12 @@ import pytest
 from conftest import ROOT
 from numerai_data import live_features
 
-from numerai_predict.errors import PredictionsIndexError, PredictionsNaNError, PredictionsRangeError
+from numerai_predict.errors import (
+    PredictionsConstantError,
+    PredictionsIndexError,
+    PredictionsNaNError,
+    PredictionsRangeError,
+)
 from numerai_predict.validate import arrow_deliverable, deliverable, validate_predictions
 
 
@@ -44,6 +49,32 @@ def test_the_runner_checks_predictions_without_pandas(tmp_path):
              "print(count, sorted(m for m in ('pandas', 'pyarrow.compute') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split(None, 1) == ["50", "[]\n"]
+
+
+def test_numerais_own_live_file_takes_the_arrow_path(tmp_path):
+    """examples/live.parquet stores its ids as Arrow `string`; pandas 3 writes the model's index as
+    `large_string`: still the same ids, so the runner stays off pandas in every environment."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    live = os.path.join(ROOT, "examples", "live.parquet")
+    ids = pd.read_parquet(live, columns=[]).index
+    predictions = validate_predictions(pd.DataFrame({"prediction": np.linspace(0, 1, len(ids))}, index=ids), ids)
+    raw = str(tmp_path / "p.parquet")
+    predictions.to_parquet(raw)
+    assert str(pq.read_schema(live).field(ids.name).type) == "string"
+    assert arrow_deliverable(raw, live) == (predictions.to_csv().encode(), len(ids))
+
+
+def test_a_constant_file_is_refused_by_the_runner_too(tmp_path):
+    """The runner's own check (a model that wrote its file around the model process's validation)."""
+    features = live_features(rows=50, seed=6)
+    constant = pd.DataFrame({"prediction": np.full(50, 0.5)}, index=features.index)
+    raw, live = files(tmp_path, constant, features)
+    assert arrow_deliverable(raw, live) is None
+    with pytest.raises(PredictionsConstantError):
+        deliverable(raw, live)
 
 
 @pytest.mark.parametrize("change", ["order", "float32", "extra column"])

@@ -39,8 +39,15 @@ def local_data(out) -> list[str]:
 
 
 def check(capsys, *argv: str) -> tuple[int, str]:
+    """--check in-process; every --json report, runnable or not, is checked against the schema."""
     code = predict.main(["--check", *argv])
-    return code, capsys.readouterr().out
+    out = capsys.readouterr().out
+    if "--json" in argv and out.strip():
+        import jsonschema
+
+        with open(SCHEMA) as handle:
+            jsonschema.validate(json.loads(out), json.load(handle))
+    return code, out
 
 
 @pytest.mark.parametrize("path", PICKLES, ids=[os.path.relpath(p, MODELS) for p in PICKLES])
@@ -335,6 +342,18 @@ def test_python_3_14_is_marked_experimental_and_never_a_default(capsys, tmp_path
     path.write_bytes(b"ccollections\nOrderedDict\n.")  # protocol 0: one global, no code object
     unknown = json.loads(check(capsys, "--json", "--model", str(path))[1])["verdict"]
     assert (unknown["environment"], unknown["experimental"]) == ("py313", False)
+
+
+
+@pytest.mark.parametrize("made", [["3.12", "3.13", "3.14"], ["3.11", "3.14"]])
+def test_a_pickle_several_pythons_fit_goes_to_a_stable_one_unless_it_runs_here(capsys, monkeypatch, made):
+    from numerai_predict import doctor
+
+    monkeypatch.setattr(doctor, "made_with", lambda facts, known: (made, ["any"]))
+    _, out = check(capsys, "--json", "--model", os.path.join(MODELS, "model_3_13.pkl"))
+    verdict = json.loads(out)["verdict"]
+    stable = "py" + made[-2].replace(".", "")
+    assert verdict["environment"] == (f"py3{sys.version_info[1]}" if HERE in made else stable), verdict
 
 
 # ---- failures ----

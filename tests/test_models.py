@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numerai_rules
 import pandas as pd
 import pytest
 from conftest import ROOT
@@ -45,6 +46,7 @@ def test_this_pythons_pickle_runs_end_to_end(tmp_path, suffix):
     result = predict_cli(model, tmp_path)
     assert result.returncode == 0, result.stderr
     (csv,) = glob.glob(str(tmp_path / "live_predictions-*.csv"))
+    assert numerai_rules.csv_refusal(csv) is None  # Numerai's own rules (numerai-tools) accept it
     predictions = pd.read_csv(csv, index_col="id")
     live = pd.read_parquet(os.path.join(EXAMPLES, "live.parquet"))
     assert list(predictions.index) == list(live.index)

@@ -48,15 +48,20 @@ def test_twin_exceptions_are_what_the_twin_skips(data):
     manifest = pixi_toml.load()
     for env in pixi_toml.python_environments(manifest):
         skipped = {parity.normal(n) for n in pypi_env.excluded(manifest, env)}
-        for distribution in parity.twin_only(data, env):
-            assert parity.normal(distribution) in skipped, f"{env}: {distribution} is not skipped by the twin"
+        upstream = {parity.normal(d) for d in data["upstream"][env]}
+        twin_only = {parity.normal(d) for d in parity.twin_only(data, env)}
+        assert twin_only == skipped & upstream, env
 
 
 def test_this_environment_imports_every_library_it_is_meant_to_have(data):
     if HERE not in data["upstream"]:
         pytest.skip(f"{HERE} is not one of numerai-predict's Pythons")
+    expected = parity.expected_modules(data, HERE, twin=TWIN)
+    excepted = {d for d, why in data.get("exceptions", {}).get(HERE, {}).items()
+                if TWIN or not why.startswith(parity.TWIN_PREFIX)}
+    assert set(expected) == set(data["upstream"][HERE]) - excepted and {"numpy", "pandas"} <= set(expected)
     failed = {}
-    for distribution, module in parity.expected_modules(data, HERE, twin=TWIN).items():
+    for distribution, module in expected.items():
         try:
             importlib.import_module(module)
         except Exception as exc:  # a broken import is as bad as a missing one

@@ -106,7 +106,7 @@ BAD_OUTPUT_CASES = [
     ("missing-ids", errors.PredictionsIndexError, "5 live ids missing"),
     ("extra-ids", errors.PredictionsIndexError, "1 ids not in the live data (e.g. nbogus)"),
     ("duplicate-ids", errors.PredictionsIndexError, "repeats ids"),
-    ("constant", errors.PredictionsConstantError, "standard deviation is 0"),
+    ("constant", errors.PredictionsConstantError, "have a standard deviation of 0 "),
 ]
 
 
