@@ -381,6 +381,26 @@ def test_copy_reused_only_while_unchanged(capfd, moto_dataset, live_files, pickl
     assert json.loads((out_dir / (DATASET + ".source.json")).read_text())["etag"] != record["etag"]
 
 
+def test_the_copy_is_checked_by_its_etag_alone(capfd, api, live_files, pickle_of, out_dir, tmp_path):
+    """The conditional GET names the ETag, never a date: a new round's object written within the same
+    second as the copy's would look unmodified to a server that judges by If-Modified-Since."""
+    with open(live_files["features"], "rb") as handle:
+        first = handle.read()
+    path = "/datasets/v5.3/live.parquet"
+    dated = {"Last-Modified": "Mon, 07 Dec 2026 10:00:00 GMT"}
+    url = api.route(path, (200, first, {"ETag": '"one"', **dated}),
+                    (200, other_round(tmp_path), {"ETag": '"two"', **dated}))
+    api.graphql = {DATASET: url}
+    args = ["--model", pickle_of(model_zoo.constant), "--benchmarks", live_files["benchmarks"]]
+    assert Run(capfd, out_dir, args).code == 0
+    second = Run(capfd, out_dir, args)
+    assert second.code == 0, second.err
+    fresh, conditional = [h for method, p, h, _ in api.requests if method == "GET" and p.startswith(path)]
+    assert "If-None-Match" not in fresh
+    assert conditional.get("If-None-Match") == '"one"' and "If-Modified-Since" not in conditional
+    assert (out_dir / DATASET).read_bytes() == other_round(tmp_path)
+
+
 def test_copy_without_matching_record_is_downloaded_again(capfd, moto_dataset, live_files, pickle_of, out_dir,
                                                           tmp_path):
     """A sidecar that does not describe the file beside it (wrong size) proves nothing."""
