@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-import predict
-from numerai_predict.cli import user_folder
+from numerai_predict import runner
+from numerai_predict.values import user_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def main(extra: list[str]) -> int:
         return 2
     out = user_folder()
     before = set(os.listdir(out)) if os.path.isdir(out) else set()
-    code = predict.main(["--model", model,
+    code = runner.main(["--model", model,
                          "--dataset", os.path.join(ROOT, "examples", "live.parquet"),
                          "--benchmarks", os.path.join(ROOT, "examples", "live_benchmark_models.parquet"),
                          "--output_dir", out, *extra])

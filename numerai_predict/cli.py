@@ -5,45 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NamedTuple, NoReturn
+from typing import NoReturn
 
+from numerai_predict import numerai
 from numerai_predict.errors import UsageError, WriteError
+from numerai_predict.numerai import DEFAULT_BENCHMARKS, DEFAULT_DATASET
 from numerai_predict.redact import redact
-
-DEFAULT_DATASET = "v5.3/live.parquet"
-DEFAULT_BENCHMARKS = "v5.3/live_benchmark_models.parquet"
+from numerai_predict.values import Options, Post, dataset_path, is_url, parse_post_data, parse_size, user_path
 
 EPILOG = """\
 The model is a pickled callable taking live_features, or (live_features,
 live_benchmark_models), and returning a DataFrame indexed by the live ids with
 one numeric column in [0, 1]. Exit codes are listed in README.md.
 """
-
-
-class Post(NamedTuple):
-    """Where to upload the predictions: a presigned S3 POST's URL and fields."""
-
-    url: str
-    fields: dict[str, str]
-
-
-class Options(NamedTuple):
-    """Validated command-line options."""
-
-    model: str
-    dataset: str
-    benchmarks: str
-    output_dir: str
-    post: Post | None  # --post_url and --post_data: both or neither
-    report: str | None
-    timeout: float | None
-    max_memory: int  # bytes; 0: unlimited
-    cpus: int  # 0: all
-    isolate: bool
-    debug: bool
-    check: bool  # the pickle doctor: report, never load
-    json: bool
-    allow_unsafe: bool
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,9 +27,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     parser = Parser(
-        prog="predict.py",
+        prog=prog,
         description="Run a pickled Numerai model on live data, validate and deliver its predictions.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -78,13 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "can read")
     parser.add_argument("--report", metavar="PATH",
                         help="also write a JSON report of the run (status, exit code, error, CSV path)")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=float, default=numerai.TIMEOUT_SECONDS, metavar="SECONDS",
                         help="stop the model if loading and predicting take longer (default: %(default)g, "
                         "Numerai's limit)")
-    parser.add_argument("--max-memory", default="4g", metavar="SIZE",
+    parser.add_argument("--max-memory", default=numerai.MAX_MEMORY, metavar="SIZE",
                         help="stop the model when its processes together hold more memory: bytes, or with "
                         "k/m/g (binary); 0: no limit (default: %(default)s, Numerai's limit)")
-    parser.add_argument("--cpus", type=int, default=1, metavar="N",
+    parser.add_argument("--cpus", type=int, default=numerai.CPUS, metavar="N",
                         help="CPUs the model may run on; 0: all (default: %(default)s, Numerai's limit)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="run the model without namespaces, Landlock and the runner's protection (limits "
@@ -100,12 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "or evaluate code at load time (refused with exit 16 otherwise)")
     parser.add_argument("--debug", action="store_true",
                         help="verbose logging, and tracebacks of numerai-predict's own errors")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print numerai-predict's version and GIT_REF (the image's commit), then exit")
     return parser
 
 
-def parse_args(argv: list[str] | None) -> Options:
+def version_line() -> str:
+    from numerai_predict import __version__
+
+    return f"numerai-predict {__version__} (GIT_REF {os.environ.get('GIT_REF') or 'dev'})"
+
+
+def parse_args(argv: list[str] | None, prog: str = "predict.py") -> Options:
     """Parse and check the command line; bad values raise UsageError or WriteError."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.post_data == "-":
         args.post_data = sys.stdin.readline().strip()
         if not args.post_data:
@@ -138,63 +120,6 @@ def parse_args(argv: list[str] | None) -> Options:
         json=args.json,
         allow_unsafe=args.allow_unsafe,
     )
-
-
-def user_folder() -> str:
-    """The folder the user ran the command from: pixi (and its PyPI twin) run tasks in the
-    workspace root and export the caller's folder as INIT_CWD; otherwise the current folder."""
-    return os.environ.get("INIT_CWD") or os.getcwd()
-
-
-def user_path(path: str) -> str:
-    """A path flag's value as an absolute path, relative ones taken from the user's folder."""
-    return os.path.normpath(os.path.join(user_folder(), path))
-
-
-def is_url(text: str) -> bool:
-    return text.lower().startswith(("http://", "https://"))
-
-
-def dataset_path(name: str) -> str:
-    """--dataset/--benchmarks: a local file as an absolute path, or a Numerai dataset name as given.
-
-    The rule: an absolute path, a relative path that exists in the user's folder, or one
-    starting with ./ or ../ is a local file (a missing one is exit 20, never a download);
-    any other relative name (v5.3/live.parquet) is a Numerai dataset name."""
-    if os.path.isabs(name):
-        return name
-    local = user_path(name)
-    if os.path.exists(local) or name in (".", "..") or name.startswith(("./", "../")):
-        return local
-    return name
-
-
-def parse_size(text: str, flag: str) -> int:
-    """A size as Docker writes them: bytes, or a number with b/k/m/g (binary units)."""
-    import re
-
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmg]?)(?:i?b)?\s*", text.lower())
-    if not match:
-        raise UsageError(f"{flag} must be a size such as 4g or 300m, got {text!r}")
-    return int(float(match[1]) * 1024 ** "bkmg".index(match[2] or "b"))
-
-
-def parse_post_data(text: str) -> dict[str, str]:
-    """Urlencoded presigned-POST fields as single strings (S3 rejects lists)."""
-    import urllib.parse
-
-    try:
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True)
-    except ValueError:
-        raise UsageError("--post_data is not urlencoded (expected key=value&key=value)") from None
-    fields: dict[str, str] = {}
-    for key, value in pairs:
-        if key in fields:
-            raise UsageError(f"--post_data repeats the field {key!r}")
-        fields[key] = value
-    if "key" not in fields:
-        raise UsageError("--post_data lacks the 'key' field every presigned S3 POST has")
-    return fields
 
 
 def check_output_dir(path: str) -> None:

@@ -20,15 +20,13 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from numerai_predict.errors import DataFetchError, DatasetMissingError, DataUnreadableError, WriteError
+from numerai_predict.errors import DataFetchError, DatasetMissingError, WriteError
+from numerai_predict.parquet import check_parquet, has_parquet_magic
 
 if TYPE_CHECKING:  # annotations only: pandas and requests are imported where they are used
-    import pandas as pd
-
     from numerai_predict.transfer import Source
 
 log = logging.getLogger("numerai_predict")
@@ -36,7 +34,6 @@ log = logging.getLogger("numerai_predict")
 DATASET_QUERY = """query ($filename: String! $round: Int $tournament: Int) {
     dataset(filename: $filename round: $round tournament: $tournament)
 }"""
-PARQUET_MAGIC = b"PAR1"
 
 
 def fetch_dataset(name: str, output_dir: str, flag: str = "--dataset") -> str:
@@ -132,46 +129,9 @@ def known_copy(dest: str, url: str) -> Source | None:
 
 
 def write_sidecar(dest: str, source: Source) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".source-", suffix=".json")
+    from numerai_predict.files import write_atomic
+
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(source), handle, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, sidecar(dest))
+        write_atomic(sidecar(dest), json.dumps(asdict(source), indent=2))
     except OSError as exc:
         log.warning("could not record where %s came from: %s", dest, exc.strerror or exc)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
-def has_parquet_magic(path: str) -> bool:
-    """Parquet files start and end with PAR1: a cheap proof of a whole file."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-        if os.fstat(handle.fileno()).st_size < 12:
-            return False
-        handle.seek(-4, os.SEEK_END)
-        return head == PARQUET_MAGIC and handle.read(4) == PARQUET_MAGIC
-
-
-def check_parquet(path: str, what: str) -> None:
-    """Refuse anything but a whole Parquet file (magic bytes at both ends, readable footer)."""
-    if not has_parquet_magic(path):
-        raise DataUnreadableError(f"{what} is not a Parquet file (no PAR1 magic at both ends)")
-    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-
-    try:
-        pq.read_metadata(path)
-    except Exception as exc:  # pyarrow raises several types for bad footers
-        raise DataUnreadableError(f"{what} has an unreadable Parquet footer: {type(exc).__name__}: {exc}") from None
-
-
-def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet file, with a clear error for anything that is not one."""
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path, columns=columns)
-    except Exception as exc:  # pyarrow raises several types for bad files
-        raise DataUnreadableError(f"{path} is not a readable Parquet file: {type(exc).__name__}: {exc}") from None

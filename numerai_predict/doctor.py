@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from numerai_predict.errors import PickleVersionError, PredictError, UnsafePickleError
+from numerai_predict.numerai import docker_image, environment_name, minor_pair
 from numerai_predict.pickles import PickleFacts
 from numerai_predict.pythons import EXPERIMENTAL, PINNED, Signs, known_pythons
 
@@ -141,7 +142,7 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
     offered = sorted(known, key=minor)
     choices = offered if pythons is None else [p for p in offered if p in pythons]
     pinned = [set(row["environments"]) for row in recorded if row["environments"]]
-    preferred = [p for p in choices if all(f"py{p.replace('.', '')}" in envs for envs in pinned)] or choices
+    preferred = [p for p in choices if all(environment_name(p) in envs for envs in pinned)] or choices
     # An experimental Python only when nothing else fits, or when it is the one running (a pickle
     # that tells no Python, or that several could have made, goes to a stable one).
     keep = here() if pythons is not None else None
@@ -152,11 +153,10 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
         return {"runnable": False, "environment": None, "image": None, "docker_image": None, "commands": None,
                 "experimental": False, "reason": reason + ". Pickle the model again with one of those Pythons."}
     best = here() if here() in preferred and pythons is not None else preferred[-1]
-    major, minor_ = (int(x) for x in best.split("."))
-    env = f"py{major}{minor_}"
+    env = environment_name(best)
     args, values = user_flags([arg for arg in argv if arg not in DOCTOR_FLAGS])
     args.remove("--debug")
-    reference, _ = image((major, minor_))
+    reference, _ = image(minor_pair(best))
     if pythons is None:
         reason = "no code objects tell the Python; " + (
             "the recorded library versions fit " + env if pinned
@@ -170,7 +170,7 @@ def verdict(pythons: list[str] | None, unsafe: list[dict[str, str]], known: dict
     if unsafe:
         reason += "; but it holds unsafe references (see above): do not run it unless you trust its author"
     return {"runnable": not unsafe, "environment": env, "image": reference.split(":")[0],
-            "docker_image": f"Python {best}", "experimental": best in EXPERIMENTAL,
+            "docker_image": docker_image(best), "experimental": best in EXPERIMENTAL,
             "commands": {"local": local_command(env, args), "docker": docker_command(reference, args, values)},
             "reason": reason}
 

@@ -6,6 +6,8 @@ into a message, an exit code and the reproduce-locally footer.
 
 from __future__ import annotations
 
+from numerai_predict.numerai import CPUS, DEFAULT_DATASET, TIMEOUT_SECONDS
+
 
 class PredictError(Exception):
     """A failure with a distinct exit code and one line of advice."""
@@ -14,6 +16,8 @@ class PredictError(Exception):
     advice = ""
     #: The model's own exceptions show their traceback: the bug is the user's.
     show_traceback = False
+    #: Whether the reproduce-locally footer helps: not when the install itself lacks a part.
+    reproducible = True
 
     def __init__(self, message: str, advice: str | None = None, details: str = ""):
         super().__init__(message)
@@ -31,6 +35,14 @@ class PredictError(Exception):
 class UsageError(PredictError):
     exit_code = 2
     advice = "Run with --help to see every flag."
+
+
+class MissingExtraError(PredictError):
+    """The package was installed without the extra a command needs (pip's base install is the doctor)."""
+
+    exit_code = 3
+    advice = "Install numerai-predict with the extra named above."
+    reproducible = False
 
 
 class ModelFetchError(PredictError):
@@ -74,7 +86,7 @@ class ArityError(PredictError):
 
 class DatasetMissingError(PredictError):
     exit_code = 20
-    advice = "Pass an existing local file, or a Numerai dataset name such as v5.3/live.parquet."
+    advice = f"Pass an existing local file, or a Numerai dataset name such as {DEFAULT_DATASET}."
 
 
 class DataFetchError(PredictError):
@@ -103,7 +115,8 @@ class ModelCrashedError(PredictError):
 
 class ModelTimeoutError(PredictError):
     exit_code = 32
-    advice = "Numerai stops a model after 10 minutes on 1 CPU: make it faster, or check for a loop that never ends."
+    advice = (f"Numerai stops a model after {TIMEOUT_SECONDS / 60:g} minutes on {CPUS} CPU: make it faster, "
+              "or check for a loop that never ends.")
 
 
 class ModelMemoryError(PredictError):
@@ -180,7 +193,7 @@ class UploadFailedError(PredictError):
 
 
 def all_errors() -> list[type[PredictError]]:
-    """Every concrete error class, for the README table and the sandbox protocol."""
+    """Every concrete error class, for the exit-code tables (README, docs/running.md) and the sandbox protocol."""
     found, todo = [], [PredictError]
     while todo:
         cls = todo.pop(0)

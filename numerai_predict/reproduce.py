@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 
-from numerai_predict.cli import DEFAULT_BENCHMARKS, DEFAULT_DATASET, dataset_path, is_url, user_path
+from numerai_predict.numerai import DEFAULT_BENCHMARKS, DEFAULT_DATASET, environment_name, image_name, minor_pair
 from numerai_predict.redact import redact, scrub
+from numerai_predict.values import dataset_path, is_url, user_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULE = "-" * 78
@@ -37,7 +37,7 @@ RULE = "-" * 78
 PATHS = {"--output_dir": user_path, "--report": user_path, "--dataset": dataset_path, "--benchmarks": dataset_path}
 VALUED = ("--model", "--dataset", "--benchmarks", "--output_dir", "--post_url", "--post_data", "--report",
           "--timeout", "--max-memory", "--cpus")
-SWITCHES = ("--no-isolation", "--debug", "--help")
+SWITCHES = ("--no-isolation", "--debug", "--help", "--version")
 SECRET = ("--post_url", "--post_data")
 
 
@@ -78,7 +78,7 @@ def user_flags(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 def environment(exc: BaseException | None) -> tuple[int, int]:
     """The Python whose environment fits the pickle: the version check's verdict after exit 12."""
     pythons = sorted(getattr(exc, "pythons", None) or [])
-    return pythons[0] if pythons else (sys.version_info[0], sys.version_info[1])
+    return pythons[0] if pythons else minor_pair()
 
 
 def run_prefix() -> tuple[list[str], str]:
@@ -101,9 +101,9 @@ def image(python: tuple[int, int]) -> tuple[str, bool]:
     """The image reference for ``python``, and whether it is a local build."""
     repo = os.environ.get("NUMERAI_PREDICT_IMAGE_REPO", "").rstrip("/").lower()
     ref = os.environ.get("GIT_REF", "")
-    running = python == sys.version_info[:2]
+    running = python == minor_pair()
     tag = ref if running and ref and ref not in ("unknown", "dev") else "latest"
-    name = f"numerai_predict_py_{python[0]}_{python[1]}:{tag}"
+    name = f"{image_name(python)}:{tag}"
     return (f"{repo}/{name}", False) if repo else (name, True)
 
 
@@ -133,7 +133,7 @@ def docker_command(reference: str, args: list[str], values: dict[str, str]) -> s
 def reproduce_footer(argv: list[str], exc: BaseException | None = None) -> str:
     """The footer: the local command and the docker command that reproduce this run."""
     python = environment(exc)
-    env = f"py{python[0]}{python[1]}"
+    env = environment_name(python)
     args, values = user_flags(argv)
     reference, local = image(python)
     notes = []

@@ -56,12 +56,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NoReturn
 
-from numerai_predict.cli import DEFAULT_BENCHMARKS, DEFAULT_DATASET, dataset_path, is_url, parse_size, user_path
+from numerai_predict import numerai
 from numerai_predict.errors import PredictError, UsageError
+from numerai_predict.extras import require_extra
+from numerai_predict.files import atomic_file, write_atomic
+from numerai_predict.numerai import DEFAULT_BENCHMARKS, DEFAULT_DATASET
+from numerai_predict.values import dataset_path, is_url, parse_size, user_path
 
 log = logging.getLogger("numerai_predict.round")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREDICT = os.path.join(PROJECT_ROOT, "predict.py")
+#: How a model's Python runs the runner: the checkout's predict.py, or the installed package's.
+RUNNER = [PREDICT] if os.path.isfile(PREDICT) else ["-m", "numerai_predict"]
 COLUMNS = ("id", "model", "post_url", "post_data", "environment")
 REPORT_COLUMNS = ("id", "status", "exit_code", "environment", "seconds", "peak_mib", "csv", "upload", "error")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -102,7 +108,7 @@ class Entry:
 
 def read_manifest(path: str) -> list[Entry]:
     """The manifest's rows, or a RoundError (exit 3) naming the file, line and problem."""
-    from numerai_predict.cli import parse_post_data
+    from numerai_predict.values import parse_post_data
 
     def bad(line: int | None, what: str) -> NoReturn:
         raise RoundError(f"manifest {path}{f' line {line}' if line else ''}: {what}", EXIT_MANIFEST)
@@ -237,8 +243,8 @@ class Job:
     benchmarks: str
     post_url: str = ""
     post_data: str = ""
-    timeout: float = 600.0
-    max_memory: str = "4g"
+    timeout: float = numerai.TIMEOUT_SECONDS
+    max_memory: str = numerai.MAX_MEMORY
     isolate: bool = True
     use_images: bool = False
     die_with_parent: bool = False  # Ray: predict.py dies with its worker (a lost node leaves no orphan)
@@ -273,20 +279,6 @@ class Outcome:
                 "environment": self.environment, "seconds": f"{self.seconds:.2f}",
                 "peak_mib": "" if self.peak_mib is None else f"{self.peak_mib:.0f}", "csv": self.csv,
                 "upload": self.upload, "error": self.error}
-
-
-def write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + "-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 def read_json(path: str) -> dict[str, Any] | None:
@@ -329,12 +321,12 @@ def outcome_from_report(job: Job, report: dict[str, Any] | None, seconds: float,
 
 def predict_command(job: Job, python: str, report: str, cpu: int | None = None) -> list[str]:
     """predict.py's own command line for ``job`` (or the docker run of its image, on ``cpu``)."""
-    flags = ["--timeout", f"{job.timeout:g}", "--max-memory", job.max_memory, "--cpus", "1"]
+    flags = ["--timeout", f"{job.timeout:g}", "--max-memory", job.max_memory, "--cpus", str(numerai.CPUS)]
     flags += ["--no-isolation"] if not job.isolate else []
     if not job.use_images:
         # The POST on predict.py's standard input: a command line is readable by every process here.
         flags += ["--post_url", job.post_url, "--post_data", "-"] if job.post_url else []
-        return [python, PREDICT, "--model", job.model, "--dataset", job.features, "--benchmarks", job.benchmarks,
+        return [python, *RUNNER, "--model", job.model, "--dataset", job.features, "--benchmarks", job.benchmarks,
                 "--output_dir", job.folder, "--report", report, *flags]
     # In its image as Numerai runs it: no network at all (Docker's seccomp refuses predict.py's own
     # namespaces, so the container's --network none is the model's isolation); the worker uploads.
@@ -356,8 +348,7 @@ def predict_command(job: Job, python: str, report: str, cpu: int | None = None) 
 
 def image_of(environment: str) -> str:
     """The local image of a pixi environment (what `pixi run build-image ENV` tags)."""
-    minor = environment.removesuffix("-runtime")[3:]
-    return f"numerai_predict_py_3_{minor}:latest"
+    return f"{numerai.image_name(numerai.python_of_environment(environment))}:latest"
 
 
 def image_problem(environment: str) -> str | None:
@@ -391,8 +382,8 @@ def upload_from_worker(job: Job, outcome: Outcome) -> Outcome:
     own upload (same retries); a failed upload fails the model with predict.py's exit code."""
     if not (job.post_url and outcome.status == "ok"):
         return outcome
-    from numerai_predict.cli import parse_post_data
     from numerai_predict.transfer import upload
+    from numerai_predict.values import parse_post_data
 
     try:
         with open(outcome.csv, "rb") as handle:
@@ -465,7 +456,7 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             if cpu is not None:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
-            status, usage = wait(proc, (job.timeout or 600.0) + GRACE_SECONDS, cancelled)
+            status, usage = wait(proc, (job.timeout or numerai.TIMEOUT_SECONDS) + GRACE_SECONDS, cancelled)
         if job.use_images and status < 0:  # the docker client was killed: its container is not
             remove_container(job)
         seconds = time.monotonic() - start
@@ -487,7 +478,7 @@ def finished_before(job: Job, report_path: str, log_path: str) -> Outcome | None
     if not (report and report.get("exit_code") == 0 and report.get("predictions_csv")):
         return None
     if not job.environment and isinstance(report.get("python"), str):  # the doctor's pick, as it ran
-        job.environment = "py" + report["python"].replace(".", "")
+        job.environment = numerai.environment_name(report["python"])
     outcome = outcome_from_report(job, report, float(report.get("seconds") or 0), 0.0, 0, log_path)
     if job.use_images:
         outcome = upload_from_worker(job, outcome)
@@ -560,16 +551,9 @@ def node_copy(path: str, size: int, ref: Any) -> str:
     local = os.path.join(folder, os.path.basename(path))
     with locked(folder):
         if not (os.path.isfile(local) and os.path.getsize(local) == size):
-            write_atomic_bytes(local, ray.get(ref))
+            write_atomic(local, ray.get(ref))
             os.chmod(local, 0o444)
     return local
-
-
-def write_atomic_bytes(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 class Ledger:
@@ -648,7 +632,7 @@ class RayBackend:
         if isinstance(data, bytes) and outcome.csv and not os.path.exists(outcome.csv):
             os.makedirs(job.folder, exist_ok=True)
             local = os.path.join(job.folder, os.path.basename(outcome.csv))
-            write_atomic_bytes(local, data)
+            write_atomic(local, data)
             outcome.csv = local
         if not outcome.reused:
             write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
@@ -686,8 +670,10 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--report", help="round report CSV, and .json beside it (default: OUTPUT_DIR/round.csv)")
     parser.add_argument("--workers", type=int, default=0, help="local models at once (default: CPUs, bounded by "
                         "available memory / --max-memory)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per model, as predict.py (default: %(default)g)")
-    parser.add_argument("--max-memory", default="4g", help="per model, as predict.py (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=numerai.TIMEOUT_SECONDS,
+                        help="per model, as predict.py (default: %(default)g)")
+    parser.add_argument("--max-memory", default=numerai.MAX_MEMORY,
+                        help="per model, as predict.py (default: %(default)s)")
     parser.add_argument("--no-isolation", action="store_true", help="as predict.py: for debugging only")
     parser.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (ray start's address, or 'auto')")
     parser.add_argument("--retries", type=int, default=3, help="Ray: retries of a task lost to a system failure")
@@ -734,7 +720,8 @@ def local_workers(requested: int, max_memory: int) -> int:
 
 def fetch_data(settings: Settings) -> tuple[str, str]:
     """The live data and benchmarks, downloaded once into the round's folder, read-only."""
-    from numerai_predict.data import check_parquet, fetch_dataset
+    from numerai_predict.data import fetch_dataset
+    from numerai_predict.parquet import check_parquet
 
     folder = os.path.join(settings.output_dir, DATA_FOLDER)
     os.makedirs(folder, exist_ok=True)
@@ -865,7 +852,9 @@ def round_main(settings: Settings) -> int:
     except BlockingIOError:
         raise RoundError(f"another round is running in {settings.output_dir}", EXIT_BUSY) from None
     backend = None
+    require_extra("run", "a round")
     if settings.ray:
+        require_extra("round", "a round on Ray")
         backend = RayBackend(settings.ray)  # before the data: an unreachable cluster costs no download
     elif settings.use_images and subprocess.run(["docker", "version"], capture_output=True).returncode:
         raise RoundError("--use-images: docker is not available", EXIT_BACKEND)
@@ -899,12 +888,11 @@ def write_report(settings: Settings, outcomes: list[Outcome], seconds: float, wo
                + (f"; retried after a system failure: {', '.join(retried)}" if retried else "")
                + f"; {seconds:.1f} s on {workers}; report {settings.report}")
     os.makedirs(os.path.dirname(settings.report) or ".", exist_ok=True)
-    with open(settings.report + ".tmp", "w", newline="") as handle:
+    with atomic_file(settings.report, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
         for outcome in outcomes:
             writer.writerow(outcome.row())
-    os.replace(settings.report + ".tmp", settings.report)
     details = {"summary": summary, "seconds": round(seconds, 3), "workers": workers, "counts": counts,
                "retried": retried, "reused": reused,
                "models": [{**o.row(), "exit_code": o.exit_code, "seconds": round(o.seconds, 3),

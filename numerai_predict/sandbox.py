@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
+from numerai_predict import numerai
 from numerai_predict.errors import (
     ModelCrashedError,
     ModelMemoryError,
@@ -54,9 +55,9 @@ TEXT_CAP = 4000  # characters of a reported message or advice kept (details: 10x
 class Limits(NamedTuple):
     """What the model may use: Numerai's limits by default (predict.py's flags)."""
 
-    timeout: float | None = 600.0  # seconds for loading and predicting
-    max_memory: int = 4 << 30  # bytes of the whole process tree; 0: unlimited
-    cpus: int = 1  # 0: all
+    timeout: float | None = numerai.TIMEOUT_SECONDS  # seconds for loading and predicting
+    max_memory: int = numerai.MAX_MEMORY_BYTES  # bytes of the whole process tree; 0: unlimited
+    cpus: int = numerai.CPUS  # 0: all
     isolate: bool = True  # namespaces, Landlock, the runner's secrets protected
 
 
@@ -298,7 +299,7 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
     """Call the model era by era, validate each answer, write all predictions to ``out``."""
     import pandas as pd
 
-    from numerai_predict.data import read_parquet
+    from numerai_predict.parquet import read_parquet
     from numerai_predict.validate import check_spread, validate_predictions
 
     features = read_parquet(features_path)

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -378,39 +377,15 @@ def receive_file(response: requests.Response, transfer: Transfer, dest: str,
     """The body into a temporary file beside ``dest``, fsynced, checked, then renamed over ``dest``."""
     from tqdm import tqdm  # numerapi's dependency; shows progress on a terminal only
 
+    from numerai_predict.files import atomic_file
+
     total = int(response.headers.get("Content-Length") or 0) or None
-    folder = os.path.dirname(dest) or "."
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dest)}.", suffix=".part")
-    except OSError as exc:
-        raise WriteError(f"could not create a file in {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                               desc=os.path.basename(dest), disable=None) as bar:
-            size = receive(response, transfer.deadline, lambda chunk: (out.write(chunk), bar.update(len(chunk))))
-            out.flush()
-            os.fsync(out.fileno())
-        if check is not None:
-            check(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other readers
-        os.replace(tmp, dest)
-        sync_folder(folder)
-        return size
+        with atomic_file(dest, check=check) as out, tqdm(total=total, unit="B", unit_scale=True,
+                                                          desc=os.path.basename(dest), disable=None) as bar:
+            return receive(response, transfer.deadline, lambda chunk: (out.write(chunk), bar.update(len(chunk))))
     except OSError as exc:
         raise WriteError(f"could not write {dest}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
-def sync_folder(folder: str) -> None:
-    """Make a rename durable (best effort: not every file system allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def download_model(url: str, output_dir: str) -> str:

@@ -92,8 +92,8 @@ def deliverable(predictions_path: str, features_path: str) -> tuple[bytes, int]:
     fast = arrow_deliverable(predictions_path, features_path)
     if fast is not None:
         return fast
-    from numerai_predict.data import read_parquet
     from numerai_predict.errors import DataUnreadableError, ModelCrashedError
+    from numerai_predict.parquet import read_parquet
 
     live_ids = read_parquet(features_path, columns=[]).index
     try:

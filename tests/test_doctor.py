@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 import predict
-from numerai_predict import pythons
+from numerai_predict import make_signs, pythons
 from numerai_predict.doctor import made_with
 from numerai_predict.errors import PickleVersionError
 from numerai_predict.pickles import inspect_pickle
@@ -75,7 +75,7 @@ def test_this_environments_signs_are_what_it_generates():
     env = f"py3{sys.version_info[1]}"
     with open(os.path.join(pythons.HERE, f"{env}.json")) as handle:
         committed = json.load(handle)
-    current = pythons.current_signs_data()
+    current = make_signs.current_signs_data()
     assert {k: v for k, v in committed.items() if k != "packages"} == {
         k: v for k, v in current.items() if k != "packages"}, f"stale: run `pixi run -e {env} make-signs`"
     pins = pixi_toml.merged(pixi_toml.load(), env, "dependencies", "linux-64")
@@ -207,8 +207,8 @@ README_CLONE = "/home/you/numerai-predict"
 
 
 def readme_blocks() -> dict[str, str]:
-    """README's doctor examples: the `$ pixi run ... doctor ...` line -> the output shown under it."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
+    """The doctor's examples in docs/doctor.md: the `$ pixi run ... doctor ...` line -> the output shown under it."""
+    with open(os.path.join(ROOT, "docs", "doctor.md")) as handle:
         lines = handle.read().split("\n")
     blocks: dict[str, str] = {}
     for i, line in enumerate(lines):

@@ -21,7 +21,7 @@ import pytest
 from servers import ScriptedServer, presigner, s3_error_xml, self_signed_certificate, start_moto
 
 import predict
-from numerai_predict import errors
+from numerai_predict import errors, pipeline
 
 # Minutes of faults, stalls and deadlines: the slow suite, run in one environment (test-slow).
 pytestmark = pytest.mark.slow
@@ -534,7 +534,7 @@ def test_upload_sends_the_validated_bytes_not_the_file_on_disk(capfd, moto, live
     post = presigner(url).generate_presigned_post("submissions", key, Fields={"Content-Type": "text/csv"},
                                                   Conditions=[{"Content-Type": "text/csv"}], ExpiresIn=600)
     written = []
-    original = predict.write_csv
+    original = pipeline.write_csv
 
     def write_then_tamper(payload, output_dir):
         path = original(payload, output_dir)
@@ -543,7 +543,7 @@ def test_upload_sends_the_validated_bytes_not_the_file_on_disk(capfd, moto, live
             handle.write("id,prediction\nbogus,7\n")
         return path
 
-    monkeypatch.setattr(predict, "write_csv", write_then_tamper)
+    monkeypatch.setattr(pipeline, "write_csv", write_then_tamper)
     run = Run(capfd, out_dir, ["--model", pickle_of(model_zoo.constant), "--dataset", live_files["features"],
                                "--benchmarks", live_files["benchmarks"], "--post_url", post["url"],
                                "--post_data", urllib.parse.urlencode(post["fields"])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 
@@ -160,6 +161,42 @@ def test_python_environments_cover_numerai_and_pin_their_own_python(manifest):
         assert pixi_toml.python_minor(manifest, env) == f"3.{env[3:]}"
 
 
+def test_the_tools_name_environments_and_images_as_the_package_does(manifest):
+    """containers/manifest.py (standard library, outside the package) and numerai_predict/numerai.py
+    (the package's one naming, used by the doctor, the footer and the round) agree for every Python."""
+    from numerai_predict import numerai
+
+    envs = pixi_toml.python_environments(manifest)
+    assert envs
+    for env in envs:
+        minor = pixi_toml.python_minor(manifest, env)
+        assert numerai.environment_name(minor) == env
+        assert numerai.python_of_environment(env) == numerai.minor_pair(minor)
+        assert numerai.image_name(minor) == pixi_toml.image_basename(manifest, env)
+        assert numerai.python_tag(minor, "_") == pixi_toml.python_tag(manifest, env)
+
+
+def test_the_conda_package_is_the_pip_package(manifest):
+    """pixi.toml's [package] (pixi-build's conda package) names pyproject.toml's package and version,
+    and the base install's run dependencies (none but Python); the extras match what extras.py checks."""
+    from numerai_predict import __version__
+    from numerai_predict.extras import EXTRAS
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        project = pixi_toml.tomllib.load(handle)["project"]
+    package = manifest["package"]
+    assert package["build"]["backend"]["name"] == "pixi-build-python"
+    assert "pixi-build" in manifest["workspace"]["preview"]
+    assert package["name"] == package["version"] == {"workspace": True}
+    assert manifest["workspace"]["name"] == project["name"] and manifest["workspace"]["version"] == __version__
+    assert project["dependencies"] == [] and set(package["run-dependencies"]) == {"python"}
+    assert package["run-dependencies"]["python"] == project["requires-python"]
+    names = {extra: {re.split(r"[<>=\[ ]", spec)[0] for spec in specs}
+             for extra, specs in project["optional-dependencies"].items()}
+    assert names["run"] == set(EXTRAS["run"])
+    assert names["round"] == {"numerai-predict", *EXTRAS["round"]}
+
+
 def test_runtime_environments_share_the_tested_solve(manifest):
     """Images ship exactly the versions the tests ran with."""
     envs = manifest["environments"]
@@ -239,33 +276,56 @@ def test_tensorflow_gaps_are_per_platform(manifest):
                        for n in pixi_toml.merged(manifest, "py314", "pypi-dependencies", platform))
 
 
+def documents() -> dict[str, str]:
+    """README.md and every page of docs/: the user's documentation, path -> text."""
+    paths = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+    texts = {}
+    for path in paths:
+        with open(path) as handle:
+            texts[os.path.relpath(path, ROOT)] = handle.read()
+    return texts
+
+
 def test_every_task_in_readme_exists(manifest):
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        readme = handle.read()
-    named = set(re.findall(r"(?:pixi run|pypi_env\.py run)(?: -e [\w-]+)? ([a-z][\w-]*)", readme))
-    assert named, "README names no task"
+    """README.md and docs/*.md name only tasks pixi.toml has."""
     tasks = pixi_toml.tasks(manifest)
-    assert named <= set(tasks), f"README names unknown tasks: {named - set(tasks)}"
+    everywhere: set[str] = set()
+    for path, text in documents().items():
+        named = set(re.findall(r"(?:pixi run|pypi_env\.py run)(?: -e [\w-]+)? ([a-z][\w-]*)", text))
+        assert named <= set(tasks), f"{path} names unknown tasks: {named - set(tasks)}"
+        everywhere |= named
+    assert everywhere, "README and docs/ name no task"
 
 
 def test_readme_names_only_existing_environments_and_images(manifest):
-    """README may show examples, but never an environment or image pixi.toml lacks."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        readme = handle.read()
+    """README.md and docs/*.md may show examples, but never an environment or image pixi.toml lacks."""
     envs = set(python_envs(manifest))
-    named = set(re.findall(r"\b(py3\d+)\b", readme))
-    images = {f"py3{m}" for m in re.findall(r"numerai_predict_py_3_(\d+)", readme)}
-    assert named and named <= envs, named - envs
-    assert images and images <= envs, images - envs
+    all_named: set[str] = set()
+    all_images: set[str] = set()
+    for path, text in documents().items():
+        named = set(re.findall(r"\b(py3\d+)\b", text))
+        images = {f"py3{m}" for m in re.findall(r"numerai_predict_py_3_(\d+)", text)}
+        assert named <= envs, (path, named - envs)
+        assert images <= envs, (path, images - envs)
+        all_named |= named
+        all_images |= images
+    assert all_named and all_images
 
 
 def test_readme_documents_every_exit_code():
+    """docs/running.md holds the full table (code, error class, what to do); README.md a short one
+    (code, meaning) with every code."""
     from numerai_predict.errors import all_errors
 
+    with open(os.path.join(ROOT, "docs", "running.md")) as handle:
+        page = handle.read()
     with open(os.path.join(ROOT, "README.md")) as handle:
         readme = handle.read()
+    short = set(re.findall(r"^\| (\d+) \| ", readme, re.MULTILINE))
     for cls in all_errors():
-        assert re.search(rf"^\| {cls.exit_code} \| `{cls.__name__}`", readme, re.MULTILINE), cls.__name__
+        assert re.search(rf"^\| {cls.exit_code} \| `{cls.__name__}`", page, re.MULTILINE), cls.__name__
+        assert str(cls.exit_code) in short, f"README.md's exit codes lack {cls.exit_code} ({cls.__name__})"
+    assert {"0", "130"} <= short
 
 
 def test_every_task_has_a_description(manifest):

@@ -1,9 +1,11 @@
-"""Every command in README.md's code blocks that runs predict, pasted as written into `bash -c`
+"""Every command in the code blocks of README.md and docs/*.md that runs predict, pasted as written
+into `bash -c`
 in an ordinary folder of the user's (not the repository), with `pixi` answered by the PyPI twin
 (containers/pixi_shim.py on PATH, which finds its manifest as pixi does: --manifest-path, else
 pixi.toml upwards from the folder, so a line without it fails here as it would under pixi).
 Transcripts (a block whose first line starts with `$ `) count only their `$ ` lines: the rest is
-output.
+output. The installed package's lines (`pip install ...`, `numerai-predict ...`, a ```python block)
+are tests/test_package.py's: not extracted here.
 
 Only what cannot exist here is substituted:
 
@@ -22,7 +24,7 @@ Only what cannot exist here is substituted:
 - "in the clone" (a pixi line without --manifest-path, the twin's by a relative path): a fresh
   clone of this work (tests/clones.py), with its own pixi shim, is the folder the line runs in.
 
-README leads with the card's commands exactly (CARD). `pixi run test-all` among them is the
+README.md leads with the card's commands exactly (CARD). `pixi run test-all` among them is the
 command .ci/run runs (through its twin); this test, part of test-all, does not run it again.
 
 Each must exit 0 and leave its CSV in its --output_dir (the user's folder for the demo; every
@@ -32,6 +34,7 @@ kind below recognises fails the test: the extractor must learn it.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -47,6 +50,8 @@ from servers import ScriptedServer, presigner, start_moto
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+# README.md and the pages it links to: every one's commands are run.
+DOCUMENTS = [README, *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 SITE = os.path.join(ROOT, "tests", "readme_site")
 
 pytestmark = pytest.mark.slow
@@ -68,18 +73,29 @@ FILES = {"live.parquet": "examples/live.parquet", "bench.parquet": "examples/liv
 PRESIGNED = "https://bucket.s3.amazonaws.com/"
 # The card's commands, run in the clone: README's first code block, exactly.
 CARD = ["pixi run -e py312 predict --model model.pkl", "pixi run test-all", "pixi run demo"]
+# The installed package's commands (tests/test_package.py runs them), not the clone's.
+PACKAGE = re.compile(r"^(\$ )?(pip install\s|numerai-predict(\s|$))")
 
 
-def code_commands() -> list[tuple[int, str]]:
-    """(first line number, command) of every line in README's code blocks, `\\` continuations joined."""
+def where(path: str, number: int) -> str:
+    """`README.md:12`, `docs/running.md:40`: where a command is written."""
+    return f"{os.path.relpath(path, ROOT)}:{number}"
+
+
+def code_commands(path: str = README, package: bool = False) -> list[tuple[int, str]]:
+    """(first line number, command) of every line in one document's code blocks, `\\` continuations
+    joined; the package's lines (PACKAGE; ```python blocks never) left out, or only those with ``package``."""
     commands: list[tuple[int, str]] = []
-    lines = open(README).read().splitlines()
-    in_block = fenced = transcript = False
+    lines = open(path).read().splitlines()
+    in_block = fenced = transcript = python = False
     pending: tuple[int, str] | None = None
     for number, line in enumerate(lines, 1):
         if line.lstrip().startswith("```"):
             fenced = not fenced
+            python = fenced and line.strip()[3:].strip().lower() in ("python", "py", "pycon")
             in_block = False
+            continue
+        if python:
             continue
         previous_blank = number == 1 or not lines[number - 2].strip()
         starts = not in_block
@@ -101,9 +117,15 @@ def code_commands() -> list[tuple[int, str]]:
         if pending[1].endswith("\\"):
             pending = (pending[0], pending[1][:-1].rstrip())
         else:
-            commands.append(pending)
+            if bool(PACKAGE.match(pending[1])) == package:
+                commands.append(pending)
             pending = None
     return commands
+
+
+def all_commands() -> list[tuple[str, str]]:
+    """(where, command) of every command in README.md and docs/*.md."""
+    return [(where(path, number), command) for path in DOCUMENTS for number, command in code_commands(path)]
 
 
 def kind_of(command: str) -> str | None:
@@ -111,7 +133,9 @@ def kind_of(command: str) -> str | None:
 
 
 def mentions_predict(command: str) -> bool:
-    """Whether a command (its comment aside) runs predict in some way."""
+    """Whether a command (its comment aside) runs predict in some way; the package's never counts."""
+    if PACKAGE.match(command):
+        return False
     try:
         words = shlex.split(command, comments=True)
     except ValueError:
@@ -120,15 +144,15 @@ def mentions_predict(command: str) -> bool:
             or any("predict.py" in w or "numerai_predict_py" in w for w in words))
 
 
-COMMANDS = [(n, c) for n, c in code_commands() if kind_of(c)]
+COMMANDS = [(w, c) for w, c in all_commands() if kind_of(c)]
 
 
 def test_every_predict_command_in_readme_is_one_this_test_runs():
-    everything = code_commands()
-    unknown = [f"README.md:{n}: {c}" for n, c in everything if mentions_predict(c) and not kind_of(c)]
+    everything = all_commands()
+    unknown = [f"{w}: {c}" for w, c in everything if mentions_predict(c) and not kind_of(c)]
     assert not unknown, "commands running predict that this test cannot run yet:\n" + "\n".join(unknown)
     counts = {kind: sum(1 for _, c in COMMANDS if kind_of(c) == kind) for kind in KINDS}
-    assert all(counts.values()), f"README lost a kind of command this test expects: {counts}"
+    assert all(counts.values()), f"README.md and docs/ lost a kind of command this test expects: {counts}"
     assert sum(counts.values()) == len([c for _, c in everything if mentions_predict(c)]) == len(COMMANDS)
 
 
@@ -144,14 +168,14 @@ def test_local_commands_name_the_clone_as_readme_says():
     its script there, both under the one path README gives for the clone; or it is the card's,
     in the clone."""
     assert f"where your clone is `{CLONE}`" in " ".join(open(README).read().split())
-    for number, command in COMMANDS:
+    for at, command in COMMANDS:
         words = shlex.split(command, comments=True)
         if in_clone(command):
-            assert words[0] == "python3" or command in CARD, f"README.md:{number}: only the card's run in the clone"
+            assert words[0] == "python3" or command in CARD, f"{at}: only the card's run in the clone"
         elif words[0] == "pixi":
-            assert f"--manifest-path {CLONE}/pixi.toml" in command, f"README.md:{number}: {command}"
+            assert f"--manifest-path {CLONE}/pixi.toml" in command, f"{at}: {command}"
         elif words[0] == "python3":
-            assert command.startswith(f"python3 {CLONE}/containers/pypi_env.py "), f"README.md:{number}: {command}"
+            assert command.startswith(f"python3 {CLONE}/containers/pypi_env.py "), f"{at}: {command}"
 
 
 # --- the world a pasted command finds ----------------------------------------------------------
@@ -232,7 +256,7 @@ def shell_env(tmp_path, api_url: str | None, clone: str = ROOT) -> dict[str, str
     return env
 
 
-def substitute(number: int, command: str, folder: str, python: str, world) -> tuple[str, dict]:
+def substitute(at: str, command: str, folder: str, python: str, world) -> tuple[str, dict]:
     """The command with only the image, the presigned URLs and the clone's path replaced, and the
     files it names put in ``folder``; also what the run should leave (expected output folder...)."""
     expect: dict = {"post": None}
@@ -266,11 +290,11 @@ def substitute(number: int, command: str, folder: str, python: str, world) -> tu
             os.chmod(os.path.join(folder, name), 0o644)
             expect[flag] = True
             return match[0]
-        pytest.fail(f"README.md:{number}: this test does not know what to put for {flag} {written}")
+        pytest.fail(f"{at}: this test does not know what to put for {flag} {written}")
 
     result = VALUED.sub(value, command)
     if "__POST_DATA__" in result:
-        assert expect["post"], f"README.md:{number}: --post_data without a presigned --post_url"
+        assert expect["post"], f"{at}: --post_data without a presigned --post_url"
         result = result.replace("__POST_DATA__", shlex.quote(urllib.parse.urlencode(expect["post_fields"]["fields"])))
     result = result.replace(CLONE + "/", ROOT + "/")
     return result, expect
@@ -286,8 +310,8 @@ class World:
         return self.request.getfixturevalue("moto")
 
 
-@pytest.mark.parametrize("number, command", COMMANDS, ids=[f"README.md:{n} {c[:70]}" for n, c in COMMANDS])
-def test_readme_command_runs_as_written(number, command, tmp_path, request):
+@pytest.mark.parametrize("at, command", COMMANDS, ids=[f"{w} {c[:70]}" for w, c in COMMANDS])
+def test_readme_command_runs_as_written(at, command, tmp_path, request):
     kind = kind_of(command)
     clone = fresh_clone(str(tmp_path))[0] if in_clone(command) else ROOT
     folder = clone if in_clone(command) else user_folder(tmp_path)
@@ -295,7 +319,7 @@ def test_readme_command_runs_as_written(number, command, tmp_path, request):
     python = "3_11" if kind == "docker" else (match["env"] or "py312").replace("py3", "3_")
     fetches = kind != "demo" and not ("--dataset" in command and "--benchmarks" in command)
     api = request.getfixturevalue("api") if fetches and kind != "docker" else None
-    pasted, expect = substitute(number, command, folder, python, World(request))
+    pasted, expect = substitute(at, command, folder, python, World(request))
     if kind == "docker":
         image = request.getfixturevalue("image_with_api" if fetches else "py311_image")
         pasted = PUBLISHED_IMAGE.sub(image, pasted)
@@ -304,13 +328,13 @@ def test_readme_command_runs_as_written(number, command, tmp_path, request):
                             env=shell_env(tmp_path, api and api.url + "/graphql", clone),
                             capture_output=True, text=True, timeout=1200)
     log = result.stdout + result.stderr
-    assert result.returncode == 0, f"README.md:{number}: {command}\nran: {pasted}\n{log[-6000:]}"
+    assert result.returncode == 0, f"{at}: {command}\nran: {pasted}\n{log[-6000:]}"
     saved = re.findall(r"Saved predictions to (\S+)", log)
     assert len(saved) == 1, log[-4000:]
     (csv,) = saved
     # A container's CSV outlives it only in a folder mounted from the host: the user's.
     assert kind != "docker" or expect.get("output_dir") == folder, \
-        f"README.md:{number}: the CSV would stay in the container: {command}"
+        f"{at}: the CSV would stay in the container: {command}"
     where = folder if kind == "demo" else expect.get("output_dir", "/tmp")
     assert os.path.dirname(csv) == where and os.path.isfile(csv), log[-4000:]
     assert where != "/tmp" or os.path.basename(csv) not in before

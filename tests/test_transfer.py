@@ -180,7 +180,7 @@ def test_numerai_api_unreachable(capfd, pickle_of, out_dir, monkeypatch):
     assert "Numerai's API at http://127.0.0.1:" in err and "connection failed: Connection refused" in err
 
 
-# ---- the deadline's arithmetic and README's numbers --------------------------
+# ---- the deadline's arithmetic and docs/safety.md's numbers -------------------
 
 
 def test_each_attempt_timeouts_shrink_to_the_time_left():
@@ -201,10 +201,10 @@ def test_each_attempt_timeouts_shrink_to_the_time_left():
 
 
 def test_readme_states_the_code_s_budget_and_worst_cases():
-    """README's default budget, timeouts and worst-case table are the numbers in transfer.py."""
+    """docs/safety.md's default budget, timeouts and worst-case table are the numbers in transfer.py."""
     from numerai_predict.transfer import CONNECT_TIMEOUT_ENV, READ_TIMEOUT_ENV, RETRY_BUDGET_ENV, RetryPolicy
 
-    with open(os.path.join(ROOT, "README.md")) as handle:
+    with open(os.path.join(ROOT, "docs", "safety.md")) as handle:
         readme = " ".join(handle.read().split())
     policy = RetryPolicy()
     budget = f"{policy.budget_seconds:g}"

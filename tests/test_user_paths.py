@@ -10,7 +10,8 @@ import sys
 
 from conftest import ROOT
 
-from numerai_predict.cli import dataset_path, parse_args
+from numerai_predict.cli import parse_args
+from numerai_predict.values import dataset_path
 
 PYPI_ENV = os.path.join(ROOT, "containers", "pypi_env.py")
 

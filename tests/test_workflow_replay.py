@@ -9,6 +9,7 @@ runs, like the whole module, in one environment only (marker `slow`, task test-s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,8 @@ import manifest as pixi_toml
 import pytest
 import workflow_replay
 from clones import fresh_clone
+
+from numerai_predict import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,6 +116,28 @@ def test_lock_workflow_fails_as_pixi_does_without_conda_forge(push):
     assert seen[("lock", "Create or update pixi.lock")] == "failed"
     assert "cannot reach conda-forge" in push.log[-1]
     assert seen[("lock", "peter-evans/create-pull-request@271a8d0340265f705b14b6d32b9829c1cb33d45e")] == "skipped"
+
+
+@pytest.mark.parametrize("tag, builds", [("v" + __version__, True), ("v0.0.0-not-the-version", False)])
+def test_release_workflow_builds_and_checks_what_it_would_publish(push, tag, builds):
+    """release.yml on a push of a v* tag: the tag must be the package's version; the sdist and the
+    wheel are built and pass `twine check --strict` (replayed); the artifact hand-over and the
+    trusted-publishing upload are GitHub-only, and nothing is published for a wrong tag."""
+    replay = dataclasses.replace(push, ref=f"refs/tags/{tag}", results=[], log=[])
+    jobs = replay.run_workflow("release.yml")
+    seen = outcomes(replay, "release.yml")
+    if not builds:
+        assert seen[("build", "The tag is the package's version")] == "failed", explain(replay)
+        assert jobs["publish"]["result"] == "skipped"
+        return
+    assert jobs["build"]["result"] == "success", explain(replay)
+    for step in ("The tag is the package's version", "Build the sdist and the wheel",
+                 "Check them (metadata, README rendering)"):
+        assert seen[("build", step)] == "passed", explain(replay)
+    assert re.search(r"numerai_predict-[\d.]+-py3-none-any\.whl", replay.log[-1]), replay.log[-1]
+    github_only = sorted(step for (job, step), outcome in seen.items() if outcome == "github-only")
+    assert [step.split("@")[0] for step in github_only] == [
+        "actions/checkout", "actions/download-artifact", "actions/upload-artifact", "pypa/gh-action-pypi-publish"]
 
 
 def test_images_workflow_is_skipped_with_a_notice_before_the_lock_exists(push):
