@@ -18,6 +18,8 @@ class PredictError(Exception):
     show_traceback = False
     #: Whether the reproduce-locally footer helps: not when the install itself lacks a part.
     reproducible = True
+    #: The predictions CSV written before the failure (a failed upload keeps it), for --report.
+    kept_csv: str | None = None
 
     def __init__(self, message: str, advice: str | None = None, details: str = ""):
         super().__init__(message)

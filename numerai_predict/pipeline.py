@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
+from numerai_predict.errors import PredictError
 from numerai_predict.extras import require_extra
 from numerai_predict.values import Options
 
@@ -50,7 +51,11 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
     if opts.post is not None:
         from numerai_predict.transfer import upload
 
-        upload(payload, os.path.basename(csv_path), opts.post.url, opts.post.fields)
+        try:
+            upload(payload, os.path.basename(csv_path), opts.post.url, opts.post.fields)
+        except PredictError as exc:  # 60/61: the CSV is kept, and --report says where (to upload by hand)
+            exc.kept_csv = csv_path
+            raise
     return csv_path
 
 

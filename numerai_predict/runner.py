@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         code, error = 0, None
     except PredictError as exc:
         report_failure(exc, argv, debug)
-        code, error = exc.exit_code, exc.one_line()
+        code, error, csv_path = exc.exit_code, exc.one_line(), exc.kept_csv
         if opts is not None and opts.json:  # the doctor's JSON, even when it could not read the pickle
             import json
 

@@ -58,24 +58,37 @@ def test_upload_retries_server_errors_and_resends_the_whole_file(capfd, server, 
     assert "retry 2 in 1.0s" in err  # the server's Retry-After was honoured
 
 
-def test_upload_403_fails_at_once_and_keeps_the_csv(capfd, server, live_files, pickle_of, out_dir):
-    """An expired policy is not retried; S3's code and message are shown; the CSV stays."""
+def kept_csv(report, out_dir) -> str:
+    """--report's predictions_csv after a failed upload: the CSV kept in --output_dir."""
+    import json
+
+    (name,) = csvs(out_dir)
+    reported = json.loads(report.read_text())["predictions_csv"]
+    assert reported == str(out_dir / name), "--report does not say where the kept CSV is"
+    return reported
+
+
+def test_upload_403_fails_at_once_and_keeps_the_csv(capfd, server, live_files, pickle_of, out_dir, tmp_path):
+    """An expired policy is not retried; S3's code and message are shown; the CSV stays, and
+    --report says where (the round's csv column: the file an operator uploads by hand)."""
     url = server.route("/upload", (403, s3_error_xml("AccessDenied", "Invalid according to Policy: Policy expired.")))
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *local_data(live_files), "--output_dir", out_dir,
-                    "--post_url", url, "--post_data", "key=a.csv")
+                    "--post_url", url, "--post_data", "key=a.csv", "--report", str(tmp_path / "report.json"))
     assert code == errors.UploadRejectedError.exit_code
+    kept_csv(tmp_path / "report.json", out_dir)
     assert "HTTP 403 Forbidden (AccessDenied: Invalid according to Policy: Policy expired.)" in err
     assert server.count("POST", "/upload") == 1
     assert len(read_predictions(out_dir)) == len(live_files["ids"])
 
 
-def test_upload_gives_up_within_the_budget(capfd, server, live_files, pickle_of, out_dir, monkeypatch):
-    """A server that always fails ends in exit 61 after bounded retries; the CSV stays."""
+def test_upload_gives_up_within_the_budget(capfd, server, live_files, pickle_of, out_dir, monkeypatch, tmp_path):
+    """A server that always fails ends in exit 61 after bounded retries; the CSV stays, in --report too."""
     monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", "3")
     url = server.route("/upload", (503, b"unavailable"))
     code, err = run(capfd, "--model", pickle_of(model_zoo.constant), *local_data(live_files), "--output_dir", out_dir,
-                    "--post_url", url, "--post_data", "key=a.csv")
+                    "--post_url", url, "--post_data", "key=a.csv", "--report", str(tmp_path / "report.json"))
     assert code == errors.UploadFailedError.exit_code
+    kept_csv(tmp_path / "report.json", out_dir)
     assert 2 <= server.count("POST", "/upload") <= 8
     assert len(csvs(out_dir)) == 1
 
