@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from numerai_predict.round import environment_python
+from numerai_predict.round.environments import environment_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -148,10 +148,10 @@ def test_sigterm_ends_the_model_tree_before_predict_py_exits(live_files, pickle_
 
 @pytest.mark.parametrize("obeys", [True, False], ids=["obeys", "ignores-sigterm"])
 def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys):
-    from numerai_predict import round as rnd
+    from numerai_predict.round import worker
 
     # Room for a loaded CPU to run the handler and exit when it obeys; short when it never will.
-    monkeypatch.setattr(rnd, "STOP_GRACE_SECONDS", 10.0 if obeys else 1.0)
+    monkeypatch.setattr(worker, "STOP_GRACE_SECONDS", 10.0 if obeys else 1.0)
     marker = tmp_path / "asked"
     handler = (f"lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0))" if obeys
                else "signal.SIG_IGN")
@@ -163,7 +163,7 @@ def test_a_round_asks_predict_py_to_stop_then_kills(tmp_path, monkeypatch, obeys
     assert proc.stdout.readline() == b"ready\n"
     cancelled = threading.Event()
     cancelled.set()
-    code, _ = rnd.wait(proc, 60, cancelled)
+    code, _ = worker.wait(proc, 60, cancelled)
     assert (code, marker.exists()) == ((0, True) if obeys else (-signal.SIGKILL, False))
 
 

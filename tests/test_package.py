@@ -109,7 +109,7 @@ def test_the_wheel_holds_the_doctors_data_and_nothing_of_the_tests(dist):
     for minor in MINORS:
         assert f"numerai_predict/environments/py{minor.replace('.', '')}.json" in names
     assert {"numerai_predict/doctor.schema.json", "numerai_predict/allowlist.py", "numerai_predict/api.py",
-            "numerai_predict/py.typed"} <= set(names)
+            "numerai_predict/py.typed", "numerai_predict/round/driver.py"} <= set(names)
     assert all(name.startswith(("numerai_predict/", "numerai_predict-")) for name in names), names
     assert not [name for name in names if "test" in name.lower()]
     assert "numerai-predict = numerai_predict.runner:main" in entry_points

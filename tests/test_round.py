@@ -1,4 +1,4 @@
-"""A round (numerai_predict/round.py): many models on one data download, each through predict.py in
+"""A round (numerai_predict/round/): many models on one data download, each through predict.py in
 its pickle's environment; real servers on 127.0.0.1 (the fake Numerai API and dataset server,
 moto's S3 behind a counting proxy) and, in the slow suite, a real two-node Ray cluster."""
 
@@ -22,7 +22,14 @@ import pytest
 from conftest import DOCKER, HERE, ROOT
 from servers import ScriptedServer, free_port, presigner, start_moto
 
-from numerai_predict import round as rnd
+from numerai_predict.round import driver as round_driver
+from numerai_predict.round import environments as round_environments
+from numerai_predict.round import images as round_images
+from numerai_predict.round import local as round_local
+from numerai_predict.round import manifest as round_manifest
+from numerai_predict.round import outcomes as round_outcomes
+from numerai_predict.round import planning as round_planning
+from numerai_predict.round import worker as round_worker
 
 MODELS = os.path.join(ROOT, "tests", "models")
 PYTHONS = ["3_10", "3_11", "3_12", "3_13"]
@@ -57,27 +64,27 @@ def write_manifest(path, rows, header=("id", "model", "post_url", "post_data", "
 ])
 def test_manifest_errors_are_one_line_with_exit_3(tmp_path, rows, header, message):
     path = write_manifest(tmp_path / "m.csv", rows, header)
-    with pytest.raises(rnd.RoundError) as caught:
-        rnd.read_manifest(path)
-    assert caught.value.exit_code == rnd.EXIT_MANIFEST
+    with pytest.raises(round_manifest.RoundError) as caught:
+        round_manifest.read_manifest(path)
+    assert caught.value.exit_code == round_manifest.EXIT_MANIFEST
     assert message in str(caught.value) and "\n" not in str(caught.value) and path in str(caught.value)
 
 
 def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
     path = write_manifest(tmp_path / "m.csv", [["a", "models/m.pkl"], ["b", "https://host/m.pkl?sig=1"], []],
                           ("id", "model"))
-    a, b = rnd.read_manifest(path)
+    a, b = round_manifest.read_manifest(path)
     assert a.model == str(tmp_path / "models" / "m.pkl") and b.model == "https://host/m.pkl?sig=1"
     assert (a.post_url, a.environment) == ("", "")
 
 
 def test_round_cli_exit_codes(tmp_path):
     """Usage 2, manifest 3, missing data 20: the round's own failures, one line each."""
-    assert rnd.main(["--manifest", str(tmp_path / "none.csv"), "--output_dir", str(tmp_path)]) == 3
-    assert rnd.main(["--manifest", "m.csv", "--workers", "-1"]) == 2
+    assert round_driver.main(["--manifest", str(tmp_path / "none.csv"), "--output_dir", str(tmp_path)]) == 3
+    assert round_driver.main(["--manifest", "m.csv", "--workers", "-1"]) == 2
     path = write_manifest(tmp_path / "m.csv", [["a", os.path.join(MODELS, "model_3_11.pkl")]], ("id", "model"))
-    assert rnd.main(["--manifest", path, "--output_dir", str(tmp_path), "--dataset", str(tmp_path / "no.parquet")]) \
-        == 20
+    assert round_driver.main(["--manifest", path, "--output_dir", str(tmp_path),
+                              "--dataset", str(tmp_path / "no.parquet")]) == 20
 
 
 def test_environment_python_finds_pixi_then_twin_layer_then_prefix(tmp_path):
@@ -90,16 +97,16 @@ def test_environment_python_finds_pixi_then_twin_layer_then_prefix(tmp_path):
         (folder / "bin" / "python").chmod(0o755)
         return str(folder / "bin" / "python")
 
-    assert rnd.environment_python("py311", str(root), str(twin)) is None
+    assert round_environments.environment_python("py311", str(root), str(twin)) is None
     runtime = make(twin / "py311-runtime")
-    assert rnd.environment_python("py311", str(root), str(twin)) == runtime
+    assert round_environments.environment_python("py311", str(root), str(twin)) == runtime
     prefix = make(twin / "py311")
-    assert rnd.environment_python("py311", str(root), str(twin)) == prefix
+    assert round_environments.environment_python("py311", str(root), str(twin)) == prefix
     layer = make(root / ".pixi" / "twin" / "py311")
-    assert rnd.environment_python("py311", str(root), str(twin)) == layer
+    assert round_environments.environment_python("py311", str(root), str(twin)) == layer
     pixi = make(root / ".pixi" / "envs" / "py311")
-    assert rnd.environment_python("py311", str(root), str(twin)) == pixi
-    assert rnd.environment_python(HERE)  # the one this test runs in: no other is built for it
+    assert round_environments.environment_python("py311", str(root), str(twin)) == pixi
+    assert round_environments.environment_python(HERE)  # the one this test runs in: no other is built for it
 
 
 def other_python(here=None):
@@ -115,18 +122,18 @@ def test_a_test_cannot_reach_for_an_environment_it_did_not_ask_for(tmp_path, api
     manifest = write_manifest(tmp_path / "m.csv", [["a", model]], ("id", "model"))
     code, err = finish(driver(manifest, tmp_path / "out", api))
     rows, _ = report(tmp_path / "out")
-    assert code == rnd.EXIT_UNRUN and rows["a"]["status"] == "skipped", err
+    assert code == round_manifest.EXIT_UNRUN and rows["a"]["status"] == "skipped", err
     assert f"environment {env} is not one this host may use (NUMERAI_PREDICT_ENVIRONMENTS={HERE})" \
         in rows["a"]["error"]
 
 
 def test_workers_are_bounded_by_memory(monkeypatch):
-    monkeypatch.setattr(rnd, "available_memory", lambda: 9 << 30)
+    monkeypatch.setattr(round_local, "available_memory", lambda: 9 << 30)
     cpus = len(os.sched_getaffinity(0))
-    assert rnd.local_workers(0, 4 << 30) == min(cpus, 2)
-    assert rnd.local_workers(8, 4 << 30) == 2
-    assert rnd.local_workers(8, 0) == 8
-    assert rnd.local_workers(1, 64 << 30) == 1
+    assert round_local.local_workers(0, 4 << 30) == min(cpus, 2)
+    assert round_local.local_workers(8, 4 << 30) == 2
+    assert round_local.local_workers(8, 0) == 8
+    assert round_local.local_workers(1, 64 << 30) == 1
 
 
 # ---- real rounds -------------------------------------------------------------
@@ -266,7 +273,7 @@ def test_small_round_in_two_environments(tmp_path, api, environments):
     rows, details = report(out)
     check_outcomes(rows, {"a": ("ok", 0, "py312"), "b": ("ok", 0, "py311")}, out)
     assert api.count("GET", "/live.parquet") == 1 and api.count("GET", "/bench.parquet") == 1
-    data = out / rnd.DATA_FOLDER / DATASET
+    data = out / round_planning.DATA_FOLDER / DATASET
     assert not os.stat(data).st_mode & 0o222  # read-only for every model
     assert details["summary"].startswith("round: 2 models: 2 ok, 0 failed, 0 skipped") and "round: 2" in err
 
@@ -299,11 +306,11 @@ def test_resume_after_the_driver_is_killed(tmp_path, api, s3, environments):
     out = tmp_path / "out"
     first = driver(manifest, out, api, "--workers", "1", start_new_session=False)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and first.poll() is None and len(list(out.glob(f"*/{rnd.STATE}"))) < 3:
+    while time.monotonic() < deadline and first.poll() is None and len(list(out.glob(f"*/{round_outcomes.STATE}"))) < 3:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.communicate()
-    finished = sorted(path.parent.name for path in out.glob(f"*/{rnd.STATE}"))
+    finished = sorted(path.parent.name for path in out.glob(f"*/{round_outcomes.STATE}"))
     assert 3 <= len(finished) < len(expected)
     code, err = finish(driver(manifest, out, api, "--workers", "1"))
     assert code == 0, err
@@ -318,13 +325,14 @@ def test_resume_after_the_driver_is_killed(tmp_path, api, s3, environments):
 def test_an_image_job_runs_offline_read_only_and_limited(tmp_path):
     """--use-images: no network, a read-only root, no capabilities, its memory and CPU; the presigned
     POST stays outside; each data file mounted on its own (they may live in different folders)."""
-    job = rnd.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), str(tmp_path / "d" / "live.parquet"),
-                  str(tmp_path / "e" / "bench.parquet"), "https://s3.example/up", "key=k&policy=p", max_memory="2g",
-                  use_images=True)
-    command = rnd.predict_command(job, "docker", "unused", cpu=1)
+    job = round_outcomes.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"),
+                             str(tmp_path / "d" / "live.parquet"), str(tmp_path / "e" / "bench.parquet"),
+                             "https://s3.example/up", "key=k&policy=p", max_memory="2g", use_images=True)
+    command = round_worker.predict_command(job, "docker", "unused", cpu=1)
     value = {flag: command[command.index(flag) + 1] for flag in ("--network", "--memory", "--cpuset-cpus",
                                                                  "--cap-drop", "--dataset", "--benchmarks")}
-    assert value == {"--network": "none", "--memory": str((2 << 30) + rnd.CONTAINER_ROOM), "--cpuset-cpus": "1",
+    assert value == {"--network": "none", "--memory": str((2 << 30) + round_images.CONTAINER_ROOM),
+                     "--cpuset-cpus": "1",
                      "--cap-drop": "ALL", "--dataset": "/data/features/live.parquet",
                      "--benchmarks": "/data/benchmarks/bench.parquet"}
     assert "--read-only" in command and "numerai_predict_py_3_12:latest" in command
@@ -332,14 +340,15 @@ def test_an_image_job_runs_offline_read_only_and_limited(tmp_path):
     for mount in (f"{tmp_path}/m.pkl:/model/m.pkl:ro", f"{tmp_path}/d/live.parquet:/data/features/live.parquet:ro",
                   f"{tmp_path}/e/bench.parquet:/data/benchmarks/bench.parquet:ro", f"{tmp_path}/m:/out"):
         assert mount in command
-    assert rnd.container_name(job) == rnd.container_name(rnd.Job(**{**job.__dict__, "environment": "py311"}))
+    other = round_outcomes.Job(**{**job.__dict__, "environment": "py311"})
+    assert round_images.container_name(job) == round_images.container_name(other)
 
 
 def test_a_local_job_never_puts_the_post_on_a_command_line(tmp_path):
     """Every process of the machine reads command lines: predict.py takes the POST on its stdin."""
-    job = rnd.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), "f", "b", "https://s3.example/up",
+    job = round_outcomes.Job("m", str(tmp_path / "m.pkl"), "py312", str(tmp_path / "m"), "f", "b", "https://s3.example/up",
                   "key=k&policy=secret-policy")
-    command = rnd.predict_command(job, "python", "report.json")
+    command = round_worker.predict_command(job, "python", "report.json")
     assert command[command.index("--post_data") + 1] == "-" and "secret-policy" not in " ".join(command)
 
 
@@ -349,8 +358,9 @@ def test_the_worker_uploads_an_images_csv(tmp_path, server, status, expected):
     csv_path = tmp_path / "live_predictions.csv"
     csv_path.write_bytes(b"id,prediction\na,0.5\n")
     server.route("/up", (status, b"<Error><Code>AccessDenied</Code></Error>" if status == 403 else b""))
-    job = rnd.Job("m", "m.pkl", "py311", str(tmp_path), "f", "b", server.url + "/up", "key=k.csv", use_images=True)
-    outcome = rnd.upload_from_worker(job, rnd.Outcome("m", "ok", 0, "py311", csv=str(csv_path)))
+    job = round_outcomes.Job("m", "m.pkl", "py311", str(tmp_path), "f", "b", server.url + "/up", "key=k.csv",
+                             use_images=True)
+    outcome = round_worker.upload_from_worker(job, round_outcomes.Outcome("m", "ok", 0, "py311", csv=str(csv_path)))
     assert (outcome.status, outcome.exit_code, outcome.upload) == expected
     assert server.count("POST", "/up") == 1 and b"id,prediction\na,0.5\n" in server.requests[0][3]
 
@@ -364,12 +374,12 @@ def test_resume_uploads_what_a_lost_image_worker_delivered(tmp_path, server):
     (folder / "report.json").write_text(json.dumps({"exit_code": 0, "predictions_csv": "/out/live_predictions-1.csv",
                                                     "seconds": 3.0}))
     server.route("/up", (204, b""))
-    job = rnd.Job("m", str(tmp_path / "absent.pkl"), "py311", str(folder), "f", "b", server.url + "/up", "key=k.csv",
-                  use_images=True)
-    outcome = rnd.run_model(job)
+    job = round_outcomes.Job("m", str(tmp_path / "absent.pkl"), "py311", str(folder), "f", "b", server.url + "/up",
+                             "key=k.csv", use_images=True)
+    outcome = round_worker.run_model(job)
     assert (outcome.status, outcome.upload, outcome.reused) == ("ok", "uploaded", True)
     assert outcome.csv == str(folder / "live_predictions-1.csv") and server.count("POST", "/up") == 1
-    again = rnd.run_model(job)  # recorded now: neither rerun nor uploaded again
+    again = round_worker.run_model(job)  # recorded now: neither rerun nor uploaded again
     assert again.reused and server.count("POST", "/up") == 1
 
 
@@ -381,7 +391,7 @@ def test_resume_names_the_environment_the_doctor_picked(tmp_path):
     (folder / "live_predictions-1.csv").write_bytes(b"id,prediction\na,0.5\n")
     (folder / "report.json").write_text(json.dumps({"exit_code": 0, "python": "3.12", "seconds": 2.0,
                                                     "predictions_csv": str(folder / "live_predictions-1.csv")}))
-    outcome = rnd.run_model(rnd.Job("m", str(tmp_path / "m.pkl"), "", str(folder), "f", "b"))
+    outcome = round_worker.run_model(round_outcomes.Job("m", str(tmp_path / "m.pkl"), "", str(folder), "f", "b"))
     assert (outcome.status, outcome.environment, outcome.reused) == ("ok", "py312", True)
 
 
@@ -390,8 +400,8 @@ def test_an_image_not_built_is_a_round_failure(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMERAI_PREDICT_ENVIRONMENTS")  # no local environment is used: any name may be asked
     model = tmp_path / "m.pkl"
     model.write_bytes(model_zoo.dumps(model_zoo.raises))
-    job = rnd.Job("m", str(model), "py39", str(tmp_path / "m"), "f", "b", use_images=True)
-    outcome = rnd.run_model(job)
+    job = round_outcomes.Job("m", str(model), "py39", str(tmp_path / "m"), "f", "b", use_images=True)
+    outcome = round_worker.run_model(job)
     assert (outcome.status, outcome.exit_code, outcome.round_failure) == ("skipped", None, True)
     assert "numerai_predict_py_3_9:latest is not on this machine" in outcome.error or "docker" in outcome.error
 
@@ -600,7 +610,7 @@ def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster, live_files, e
     out2 = tmp_path / "out2"
     proc = driver(manifest2, out2, api, "--ray", ray_cluster.address, "--timeout", "60")
     deadline = time.monotonic() + 200
-    while time.monotonic() < deadline and proc.poll() is None and len(list(out2.glob(f"*/{rnd.STATE}"))) < 2:
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out2.glob(f"*/{round_outcomes.STATE}"))) < 2:
         time.sleep(0.2)
     time.sleep(1.0)  # the second node is into its next model
     ray_cluster.kill_second()

@@ -1,0 +1,141 @@
+"""The Ray backend: each model a Ray task, the data through the object store once per node."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from numerai_predict.files import write_atomic
+from numerai_predict.round.manifest import EXIT_BACKEND, RoundError
+from numerai_predict.round.outcomes import STATE, Job, Outcome
+from numerai_predict.round.worker import locked, run_model
+from numerai_predict.values import parse_size
+
+log = logging.getLogger("numerai_predict.round")
+
+
+def ray_task(job: Job, data: list[Any], ledger: Any) -> Outcome:
+    """One model on a Ray worker: the data from the object store (written once per node), then
+    run_model. Model failures are returned; only a lost worker or node makes Ray retry it."""
+    import ray
+
+    attempt = int(ray.get(ledger.start.remote(job.id)))
+    node = ray.get_runtime_context().get_node_id()
+    paths = []
+    for path, size, ref in data:
+        if not (os.path.isfile(path) and os.path.getsize(path) == size):  # this node does not see the driver's
+            path = node_copy(path, size, ref[0])
+        paths.append(path)
+    job.features, job.benchmarks = paths
+    try:
+        outcome = run_model(job, None)
+    except Exception as exc:  # a bug of the round, kept to this model
+        outcome = Outcome(job.id, "failed", None, job.environment, error=f"round: {type(exc).__name__}: {exc}",
+                          round_failure=True)
+    outcome.attempts, outcome.node = attempt, node
+    if outcome.csv and os.path.isfile(outcome.csv):
+        with open(outcome.csv, "rb") as handle:
+            outcome.extra["csv_bytes"] = handle.read()  # the driver keeps a copy, wherever this node is
+    return outcome
+
+
+def node_copy(path: str, size: int, ref: Any) -> str:
+    """The data file in this node's cache, written from the object store once per node."""
+    import ray
+
+    folder = os.path.join(tempfile.gettempdir(), "numerai-round-data", f"{size}")
+    os.makedirs(folder, exist_ok=True)
+    local = os.path.join(folder, os.path.basename(path))
+    with locked(folder):
+        if not (os.path.isfile(local) and os.path.getsize(local) == size):
+            write_atomic(local, ray.get(ref))
+            os.chmod(local, 0o444)
+    return local
+
+
+class Ledger:
+    """A Ray actor on the driver's node counting each model's attempts (retries survive a lost node)."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, int] = {}
+
+    def start(self, ident: str) -> int:
+        self.attempts[ident] = self.attempts.get(ident, 0) + 1
+        return self.attempts[ident]
+
+
+class RayBackend:
+    """Each model a Ray task: num_cpus=1, memory=--max-memory, max_retries for system failures only."""
+
+    def __init__(self, address: str):
+        try:
+            import ray
+        except ImportError:
+            raise RoundError("--ray needs the ray package: run the round in the py311 environment "
+                             "(pixi run -e py311 round ...)", EXIT_BACKEND) from None
+        self.ray = ray
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                               if k.startswith(("NUMERAI_PREDICT_", "PYPI_TWIN_ENVS"))}})
+        except Exception as exc:  # ConnectionError, RuntimeError, ...: the cluster is not there
+            raise RoundError(f"--ray {address}: cannot connect: {type(exc).__name__}: {exc}", EXIT_BACKEND) from None
+        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
+
+    def describe(self) -> str:
+        cpus = sum(int(n.get("Resources", {}).get("CPU", 0)) for n in self.nodes)
+        return f"Ray cluster of {len(self.nodes)} node(s), {cpus} CPU(s)"
+
+    def run(self, jobs: list[Job], retries: int, done: Callable[[Outcome], None]) -> list[Outcome]:
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()
+        ledger = ray.remote(num_cpus=0)(Ledger).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+        data = []
+        for path in sorted({jobs[0].features, jobs[0].benchmarks}) if jobs else []:
+            with open(path, "rb") as handle:
+                data.append((path, os.path.getsize(path), [ray.put(handle.read())]))
+        by_path = {path: (path, size, ref) for path, size, ref in data}
+        task = ray.remote(ray_task)
+        pending = {}
+        for job in jobs:
+            memory = parse_size(job.max_memory, "--max-memory")
+            ref = task.options(num_cpus=1, memory=memory or None, max_retries=retries, retry_exceptions=False,
+                               name=f"model {job.id}").remote(
+                job, [by_path[job.features], by_path[job.benchmarks]], ledger)
+            pending[ref] = job
+        outcomes = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except Exception as exc:  # retries used up: the round could not run it
+                outcome = Outcome(job.id, "failed", None, job.environment, round_failure=True,
+                                  error=f"lost after {retries} retries: {type(exc).__name__}: {str(exc)[:300]}")
+                with contextlib.suppress(Exception):
+                    outcome.attempts = int(ray.get(ledger.start.remote(job.id))) - 1
+            self.keep_csv(job, outcome)
+            outcomes.append(outcome)
+            done(outcome)
+        return outcomes
+
+    @staticmethod
+    def keep_csv(job: Job, outcome: Outcome) -> None:
+        """The node's CSV, also in the driver's model folder (a node on another machine keeps its own)."""
+        data = outcome.extra.pop("csv_bytes", None)
+        if isinstance(data, bytes) and outcome.csv and not os.path.exists(outcome.csv):
+            os.makedirs(job.folder, exist_ok=True)
+            local = os.path.join(job.folder, os.path.basename(outcome.csv))
+            write_atomic(local, data)
+            outcome.csv = local
+        if not outcome.reused:
+            write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
