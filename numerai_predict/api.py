@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity, as for any report: its fields hold lists and dicts
 class Diagnosis:
     """The doctor's diagnosis of a pickle; ``data`` is its JSON form (doctor.schema.json)."""
 
@@ -43,7 +43,7 @@ class Diagnosis:
         return render(self.data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DryRun:
     """What the runner made of a function: its predictions as Numerai receives them."""
 

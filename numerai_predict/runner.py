@@ -81,8 +81,9 @@ def stop_on_sigterm() -> None:
 
 
 def program_name() -> str:
-    """How the user called the runner, for --help: the console script, or predict.py."""
-    return "numerai-predict" if os.path.basename(sys.argv[0]) == "numerai-predict" else "predict.py"
+    """How the user called the runner, for --help: the console script, python -m, or predict.py."""
+    called = os.path.basename(sys.argv[0])
+    return {"numerai-predict": called, "__main__.py": "python -m numerai_predict"}.get(called, "predict.py")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     try:
         opts = parse_args(argv, program_name())
-        log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF", "dev"), sys.version.split()[0])
+        log.info("Running numerai-predict:%s Python %s", os.environ.get("GIT_REF") or "dev", sys.version.split()[0])
         if opts.check:
             return run_check(opts, argv)
         csv_path = predict(opts, facts)

@@ -98,20 +98,22 @@ def package_sources() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("fact, pattern, home", [
-    ("an atomic rename", r"\bos\.replace\(|\bos\.rename\(", "files"),
+    ("an atomic rename", r"\bos\.replace\(|\bos\.rename\(|\bshutil\.move\(", "files"),
     ("an fsync", r"\bos\.fsync\(", "files"),
     ("an image name", r"numerai_predict_py_", "numerai"),
-    ("an environment name", r"f\"py\{|\"py\" \+|'py' \+", "numerai"),
-    ("numerapi's docker_image", r"\"Python \" \+ python_tag|docker_image\W+f\"Python", "numerai"),
+    ("an environment name", r"f\"py\{|\"py\" \+|'py' \+|\"py%|\"py\{\}\"", "numerai"),
+    ("numerapi's docker_image", r"\"Python \" \+ python_tag|docker_image\W+f?\"Python|\"Python %d|\"Python \{\}\"",
+     "numerai"),
     ("a python tag", r"def python_tag\b", "numerai"),
-    ("Numerai's timeout", r"\b600(\.0)?\b", "numerai"),
-    ("Numerai's memory", r"\"4g\"|4 << 30|4 \* 1024", "numerai"),
+    ("Numerai's timeout", r"\b600(\.0)?\b|10 \* 60\b", "numerai"),
+    ("Numerai's memory", r"\"4g\"|4 << 30|4 \* 1024|2 ?\*\* ?32|1 << 32", "numerai"),
+    ("the runner's pipeline", r"^def (fetch_model|write_csv|predict)\(", "pipeline"),
     ("the live data's names", r"v5\.\d/live", "numerai"),
 ])
 def test_each_fact_has_one_home(fact, pattern, home):
     code = {module: "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
             for module, source in package_sources().items()}
-    found = sorted(module for module, source in code.items() if re.search(pattern, strip_docstrings(source)))
+    found = sorted(module for module, source in code.items() if re.search(pattern, strip_docstrings(source), re.M))
     assert found == [home], f"{fact} is written in {found}, not only in numerai_predict/{home}.py"
 
 

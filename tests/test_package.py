@@ -48,11 +48,16 @@ with open(sys.argv[1], "wb") as handle:
 """
 
 
-def run(command: list[str], cwd: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """A command in the user's folder, with nothing of this checkout or its environment on the path."""
+def user_env(**env: str) -> dict[str, str]:
+    """The environment of a user's shell: nothing of this checkout or its environment on the path."""
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "INIT_CWD", "VIRTUAL_ENV",
                                                                 "CONDA_PREFIX", "PYPI_TWIN")}
-    return subprocess.run(command, cwd=cwd, env={**environ, **env}, capture_output=True, text=True, timeout=900)
+    return {**environ, **env}
+
+
+def run(command: list[str], cwd: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """A command in the user's folder."""
+    return subprocess.run(command, cwd=cwd, env=user_env(**env), capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +192,11 @@ import sys, pandas as pd, numerai_predict
 {MAKE_MODEL.split("with open")[0]}
 result = numerai_predict.dry_run(predict, pd.read_parquet("live.parquet"))
 assert result.docker_image == "Python {full.minor}", result.docker_image
+assert numerai_predict.__file__.startswith({full.folder!r}), numerai_predict.__file__
 assert result.diagnosis.made_with == ["{full.minor}"] and len(result.predictions) == 500
 sys.stdout.buffer.write(result.csv)
 """
-    api = subprocess.run([full.python, "-c", script], cwd=folder, capture_output=True, timeout=600)
+    api = subprocess.run([full.python, "-c", script], cwd=folder, env=user_env(), capture_output=True, timeout=600)
     assert api.returncode == 0, api.stderr.decode()
     with open(csv, "rb") as handle:
         assert api.stdout == handle.read(), "dry_run's CSV differs from the runner's for the same function"

@@ -87,6 +87,22 @@ def test_round_cli_exit_codes(tmp_path):
                               "--dataset", str(tmp_path / "no.parquet")]) == 20
 
 
+def test_a_round_on_ray_without_the_round_extra_names_its_pip_line(tmp_path, monkeypatch, caplog):
+    """pip's [round] extra absent (ray not importable): the backend is unavailable (4), one line naming
+    the pip install, before any download; without [run], a local round says the same of [run]."""
+    from numerai_predict import extras
+
+    path = write_manifest(tmp_path / "m.csv", [["a", os.path.join(MODELS, "model_3_11.pkl")]], ("id", "model"))
+    hidden = {"ray"}
+    monkeypatch.setattr(extras, "find_spec", lambda name: None if name in hidden else object())
+    assert round_driver.main(["--manifest", path, "--output_dir", str(tmp_path / "out"), "--ray", "auto"]) == 4
+    assert "pip install 'numerai-predict[round]'" in caplog.text
+    hidden.add("pandas")
+    assert round_driver.main(["--manifest", path, "--output_dir", str(tmp_path / "out")]) == 4
+    assert "pip install 'numerai-predict[run]'" in caplog.text
+    assert not os.path.exists(tmp_path / "out" / round_planning.DATA_FOLDER)
+
+
 def test_environment_python_finds_pixi_then_twin_layer_then_prefix(tmp_path):
     """One function for pixi's .pixi/envs/ENV, the twin's layer .pixi/twin/ENV and its prefix."""
     root, twin = tmp_path / "repo", tmp_path / "envs"

@@ -135,6 +135,7 @@ def test_release_workflow_builds_and_checks_what_it_would_publish(push, tag, bui
                  "Check them (metadata, README rendering)"):
         assert seen[("build", step)] == "passed", explain(replay)
     assert re.search(r"numerai_predict-[\d.]+-py3-none-any\.whl", replay.log[-1]), replay.log[-1]
+    assert "twine\" check --strict dist/*" in replay.log[-1], "the check must fail on warnings too"
     github_only = sorted(step for (job, step), outcome in seen.items() if outcome == "github-only")
     assert [step.split("@")[0] for step in github_only] == [
         "actions/checkout", "actions/download-artifact", "actions/upload-artifact", "pypa/gh-action-pypi-publish"]

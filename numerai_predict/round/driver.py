@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from numerai_predict.errors import PredictError
+from numerai_predict.errors import MissingExtraError, PredictError
 from numerai_predict.extras import require_extra
 from numerai_predict.round.local import local_workers, progress_bar, run_local
 from numerai_predict.round.manifest import (
@@ -29,8 +29,19 @@ from numerai_predict.values import parse_size
 log = logging.getLogger("numerai_predict.round")
 
 
+def needs_extras(settings: Settings) -> None:
+    """A missing pip extra is the backend's absence (exit 4), named with its pip line."""
+    try:
+        require_extra("run", "a round")
+        if settings.ray:
+            require_extra("round", "a round on Ray")
+    except MissingExtraError as exc:
+        raise RoundError(exc.one_line(), EXIT_BACKEND) from None
+
+
 def round_main(settings: Settings) -> int:
     start = time.monotonic()
+    needs_extras(settings)
     entries = read_manifest(settings.manifest)
     try:
         os.makedirs(settings.output_dir, exist_ok=True)
@@ -42,9 +53,7 @@ def round_main(settings: Settings) -> int:
     except BlockingIOError:
         raise RoundError(f"another round is running in {settings.output_dir}", EXIT_BUSY) from None
     backend = None
-    require_extra("run", "a round")
     if settings.ray:
-        require_extra("round", "a round on Ray")
         backend = RayBackend(settings.ray)  # before the data: an unreachable cluster costs no download
     elif settings.use_images and subprocess.run(["docker", "version"], capture_output=True).returncode:
         raise RoundError("--use-images: docker is not available", EXIT_BACKEND)
