@@ -50,9 +50,11 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAMEWORKS = ("lightgbm", "xgboost", "torch", "keras")
-MAKERS = {"lightgbm": "lightgbm_model", "xgboost": "xgboost_model", "torch": "torch_model",
-          "keras": "keras_model"}
+FRAMEWORKS = ("lightgbm", "lightgbm-participant", "xgboost", "torch", "keras")
+MAKERS = {"lightgbm": "lightgbm_model", "lightgbm-participant": "lightgbm_participant_model",
+          "xgboost": "xgboost_model", "torch": "torch_model", "keras": "keras_model"}
+#: The module a framework needs, where its name is not one.
+MODULES = {"lightgbm-participant": "lightgbm"}
 N_FEATURES, N_BENCHMARKS, TRAIN_ROWS = 2400, 20, 2000
 # The image may grow to carry numerai-predict's libraries (containers/parity.toml), within 4.5 GB.
 TARGETS = {"cpu": 1.10, "memory": 1.15, "growth": 1.05, "docker": 1.15, "image_gb": 4.5}
@@ -420,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_folder(args.cache)
     env_name = f"py3{sys.version_info[1]}"
     frameworks = [f for f in args.frameworks.split(",") if f]
-    present = [f for f in frameworks if has_module(f)]
+    present = [f for f in frameworks if has_module(MODULES.get(f, f))]
     skipped = [f for f in frameworks if f not in present]
     print(f"Python {sys.version.split()[0]} ({env_name}), {os.cpu_count()} CPUs, {args.runs} runs per figure; "
           f"frameworks: {', '.join(present)}" + (f"; skipped (not in this environment): {', '.join(skipped)}"

@@ -209,11 +209,13 @@ def all_errors() -> list[type[PredictError]]:
 MODEL_EXIT_CODES = frozenset({11, 12, 13, 14, 15, 30, 31, *range(40, 49)})
 
 
-def error_from_name(name: str, message: str, advice: str | None = None, details: str = "") -> PredictError:
+def error_from_name(name: str, message: str, advice: str | None = None, details: str = "",
+                    data_too: bool = False) -> PredictError:
     """Rebuild an error reported by the sandboxed child process (sent as JSON; untrusted: only
-    model-level errors are taken as such)."""
+    model-level errors are taken as such, and the live data's before the model loaded: ``data_too``)."""
+    allowed = MODEL_EXIT_CODES | ({DataUnreadableError.exit_code} if data_too else set())
     for cls in all_errors():
-        if cls.__name__ == name and cls.exit_code in MODEL_EXIT_CODES and cls is not PredictError:
+        if cls.__name__ == name and cls.exit_code in allowed and cls is not PredictError:
             return cls(message, advice=advice, details=details)
     return ModelCrashedError(f"the model process reported a failure it cannot have: {name}: {message}",
                              details=details)

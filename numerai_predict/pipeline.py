@@ -1,7 +1,7 @@
 """The runner's pipeline, top to bottom, without its command line (the runner's and the API's):
 
-fetch model -> inspect pickle (the doctor) -> load (isolated) -> fetch data -> run model
-(isolated) -> validate -> write CSV -> upload
+fetch model -> inspect pickle (the doctor) -> fetch data -> live ids, then load (isolated)
+-> run model (isolated) -> validate -> write CSV -> upload
 """
 
 from __future__ import annotations
@@ -32,17 +32,18 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
     model_path = fetch_model(opts.model, opts.output_dir)
     pickle_facts = inspect_pickle(model_path)
     refuse_if_unfit(pickle_facts, model_path, opts.allow_unsafe)
+    features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
     try:
         with tempfile.TemporaryDirectory(dir=opts.output_dir, prefix=".numerai-predict-") as work, \
-                ModelProcess(model_path, work, Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate),
-                             opts.debug, report=facts) as model:
+                ModelProcess(model_path, features, work,
+                             Limits(opts.timeout, opts.max_memory, opts.cpus, opts.isolate), opts.debug,
+                             report=facts) as model:
             arity = model.arity()
-            features = fetch_dataset(opts.dataset, opts.output_dir, "--dataset")
             benchmarks = fetch_dataset(opts.benchmarks, opts.output_dir, "--benchmarks") if arity == 2 else None
-            raw = os.path.join(work, "predictions.parquet")
+            raw = os.path.join(work, "predictions.f64")
             model.predict(features, benchmarks, raw)
-            # The child is untrusted: check its output again here, against the live ids.
-            payload, count = deliverable(raw, features)
+            # The child is untrusted: check its output again here, against the ids it sent before loading.
+            payload, count = deliverable(raw, model.live_ids)
     except (PickleUnreadableError, MissingModuleError, ModelCrashedError) as exc:
         raise with_verdict(exc, pickle_facts, model_path) from None  # loading failures say where the pickle would run
     log.info("Generated %d predictions", count)

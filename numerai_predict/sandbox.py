@@ -1,9 +1,11 @@
 """Running the model in a child process: the one place a user's pickle is loaded.
 
 The parent never unpickles anything. It starts this module as a child, which
-loads the pickle, reports the model's arity, reads the live data from Parquet,
-calls the model era by era and writes validated predictions to Parquet. Only
-JSON lines (on the child's original stdout) and Parquet files cross back, so a
+confines itself, sends the live ids while no code of the model has run (the runner's
+trusted copy of them: the runner imports neither pandas nor pyarrow), loads the pickle,
+reports the model's arity, reads the live data from Parquet, calls the model era by era
+and writes its validated predictions as raw float64 in the live ids' order. Only JSON
+lines (on the child's original stdout) and that file cross back, so a
 crashing model (a segfault from a pickle of another Python) becomes a clear
 error instead of a dead runner, and nothing the model does to its own
 interpreter reaches the parent. The child confines itself before loading the
@@ -49,6 +51,8 @@ MODEL_ENVIRONMENT = re.compile(
     r"|TF_CPP_MIN_LOG_LEVEL|TF_ENABLE_ONEDNN_OPTS|KERAS_BACKEND|CUDA_VISIBLE_DEVICES|MPLBACKEND")
 # One protocol message at most: the model's process shares the channel and could send an endless line.
 MESSAGE_CAP = 1 << 20
+#: The first message (facts and live ids) comes before the pickle loads: trusted, and as long as the ids.
+FIRST_MESSAGE_CAP = 256 << 20
 TEXT_CAP = 4000  # characters of a reported message or advice kept (details: 10x)
 
 
@@ -64,7 +68,7 @@ class Limits(NamedTuple):
 class ModelProcess:
     """The child process holding the model, and its whole process tree; use as a context manager."""
 
-    def __init__(self, model_path: str, scratch: str, limits: Limits, debug: bool = False,
+    def __init__(self, model_path: str, features_path: str, scratch: str, limits: Limits, debug: bool = False,
                  report: dict[str, object] | None = None):
         from numerai_predict.isolation import Watchdog, protect_runner
 
@@ -73,7 +77,7 @@ class ModelProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         env["TMPDIR"] = env["XDG_CACHE_HOME"] = scratch  # the one place the model may write
         command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus),
-                   str(limits.max_memory)]
+                   str(limits.max_memory), features_path]
         command += (["--no-isolation"] if not limits.isolate else []) + (["--debug"] if debug else [])
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
@@ -87,11 +91,14 @@ class ModelProcess:
         self.deadline = self.started + self.timeout if self.timeout else None
         self.report = {} if report is None else report
         self.confinement: dict[str, str] = {}
+        self.live_ids: list[str] = []
         self.report["isolation"] = self.isolation()
         try:
-            facts = self.receive("isolated").get("facts")
+            first = self.receive("isolated", trusted=True)
+            facts = first.get("facts")
             self.confinement = {str(k)[:100]: str(v)[:TEXT_CAP] for k, v in facts.items()} \
                 if isinstance(facts, dict) else {}
+            self.live_ids = checked_ids(first.get("ids"))
         except BaseException:
             self.__exit__()
             raise
@@ -150,11 +157,12 @@ class ModelProcess:
             raise ModelCrashedError("a process of the model could not be ended; its output is not delivered")
         return rows
 
-    def receive(self, expected: str) -> dict[str, Any]:
-        """The child's next message: a JSON object, its values as JSON decoded them. Untrusted: the
-        model's code runs in that process, so a message may be forged; only model-level errors are
-        taken from it (errors.error_from_name), and the runner checks the predictions again."""
-        line = self.read_line()
+    def receive(self, expected: str, trusted: bool = False) -> dict[str, Any]:
+        """The child's next message: a JSON object, its values as JSON decoded them. Untrusted once the
+        pickle may have loaded (``trusted`` before): the model's code runs in that process, so a message
+        may be forged; only model-level errors are taken from it (errors.error_from_name), and the runner
+        checks the predictions again."""
+        line = self.read_line(FIRST_MESSAGE_CAP if trusted else MESSAGE_CAP)
         try:
             message = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -167,7 +175,7 @@ class ModelProcess:
             self.watchdog.kill()
             raise error_from_name(str(message.get("error")), capped(message.get("message"), TEXT_CAP),
                                   capped(message.get("advice"), TEXT_CAP) or None,
-                                  capped(message.get("details"), 10 * TEXT_CAP))
+                                  capped(message.get("details"), 10 * TEXT_CAP), data_too=trusted)
         if line and self.proc.poll() is None:  # something else while it still runs
             raise self.invalid(f"message {line[:80]!r}")
         status = self.exit_status()
@@ -188,13 +196,13 @@ class ModelProcess:
     def timed_out(self) -> ModelTimeoutError:
         return ModelTimeoutError(f"the model did not finish within --timeout {self.timeout:g} s")
 
-    def read_line(self) -> bytes:
-        """The child's next line, read under the deadline and at most MESSAGE_CAP bytes long; b""
+    def read_line(self, cap: int = MESSAGE_CAP) -> bytes:
+        """The child's next line, read under the deadline and at most ``cap`` bytes long; b""
         when the child closed its end first (a half line is no message)."""
         fd = self.replies.fileno()
         while b"\n" not in self.pending:
-            if len(self.pending) > MESSAGE_CAP:
-                raise self.invalid(f"message over {MESSAGE_CAP >> 20} MiB")
+            if len(self.pending) > cap:
+                raise self.invalid(f"message over {cap >> 20} MiB")
             self.wait_for_output()
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -260,10 +268,17 @@ def child_main(argv: list[str]) -> int:
     """Entry point of the child: confine itself, load, report arity, predict on request."""
     from numerai_predict.isolation import confine
 
-    model_path, scratch, cpus, max_memory = argv[0], argv[1], int(argv[2]), int(argv[3])
+    model_path, scratch, cpus, max_memory, features = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
     control = os.fdopen(os.dup(1), "w", buffering=1)
-    # First, while this process is one thread and holds no model code.
-    send(control, event="isolated", facts=confine(scratch, cpus, "--no-isolation" not in argv, max_memory))
+    # First, while this process is one thread and holds no model code: confined, then the live ids
+    # (the runner's own copy; nothing of the model has run yet to alter them).
+    facts = confine(scratch, cpus, "--no-isolation" not in argv, max_memory)
+    try:
+        ids = live_ids(features)
+    except PredictError as exc:
+        send(control, event="error", error=type(exc).__name__, message=exc.message, advice=exc.advice)
+        return exc.exit_code
+    send(control, event="isolated", facts=facts, ids=ids)
     os.dup2(2, 1)  # whatever the model prints goes to stderr, not into the protocol
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -282,6 +297,24 @@ def child_main(argv: list[str]) -> int:
         send(control, event="error", error=type(exc).__name__, message=exc.message, advice=exc.advice,
              details=exc.details)
         return exc.exit_code
+
+
+def live_ids(features_path: str) -> list[str]:
+    """The live data's ids as the CSV writes them."""
+    from numerai_predict.parquet import read_parquet
+
+    return [str(value) for value in read_parquet(features_path, columns=[]).index]
+
+
+def checked_ids(ids: object) -> list[str]:
+    """The child's live ids (sent before the model loaded): a non-empty list of unique strings."""
+    if not (isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)):
+        raise ModelCrashedError("the model process sent no live ids before loading the model")
+    if len(set(ids)) != len(ids):
+        from numerai_predict.errors import DataUnreadableError
+
+        raise DataUnreadableError("the live data's ids are not unique")
+    return ids
 
 
 def send(control: TextIO, **message: object) -> None:
@@ -318,7 +351,10 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
     predictions = results[0] if len(results) == 1 else pd.concat(results)
     if not one_era:
         check_spread(predictions["prediction"].to_numpy())
-    predictions.to_parquet(out)
+        predictions = predictions.reindex(features.index)  # the live ids' order, whatever the eras' order
+    # Raw float64, one per live id in their order: what the runner reads without pandas or pyarrow.
+    with open(out, "wb") as handle:
+        handle.write(predictions["prediction"].to_numpy(dtype="=f8").tobytes())
     return len(predictions)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+import stat
+from array import array
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +68,12 @@ def check_spread(numbers: Any) -> None:
     """Numerai's rule on the whole submission's float64 predictions (a numpy array)."""
     std = float(numbers.std(ddof=1)) if len(numbers) > 1 else math.nan
     if without_spread(std):
-        raise PredictionsConstantError(f"the {len(numbers)} predictions have a standard deviation of {std:.3g} "
-                                       f"(from {numbers.min():.6g} to {numbers.max():.6g}); Numerai refuses "
-                                       "one of about 1e-8 or less")
+        raise spread_error(std, len(numbers), float(numbers.min()), float(numbers.max()))
+
+
+def spread_error(std: float, count: int, low: float, high: float) -> PredictionsConstantError:
+    return PredictionsConstantError(f"the {count} predictions have a standard deviation of {std:.3g} "
+                                    f"(from {low:.6g} to {high:.6g}); Numerai refuses one of about 1e-8 or less")
 
 
 def without_spread(std: float) -> bool:
@@ -82,111 +89,60 @@ def sample_std(numbers: list[float]) -> float:
     return math.sqrt(math.fsum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1))
 
 
-def deliverable(predictions_path: str, features_path: str) -> tuple[bytes, int]:
-    """The CSV bytes of the model process's predictions file, checked against the live ids, and
-    their count. The runner does not import pandas for what the model process must write (the
-    live ids in their order, float64 in [0, 1]): Arrow checks that and the CSV is written from it,
-    byte for byte what pandas writes. Anything else goes through pandas and validate_predictions,
-    which accepts what it can and names what is wrong."""
-    check_output_file(predictions_path, features_path)
-    fast = arrow_deliverable(predictions_path, features_path)
-    if fast is not None:
-        return fast
-    from numerai_predict.errors import DataUnreadableError, ModelCrashedError
-    from numerai_predict.parquet import read_parquet
-
-    live_ids = read_parquet(features_path, columns=[]).index
-    try:
-        written = read_parquet(predictions_path)
-    except DataUnreadableError as exc:  # the model's process wrote it: the model's failure, not the data's
-        raise ModelCrashedError(f"the model process's predictions file cannot be read ({exc.message})") from None
-    predictions = validate_predictions(written, live_ids)
-    return predictions.to_csv().encode(), len(predictions)
-
-
-#: What the model process's predictions file may inflate to, per live row (id, value, index overhead):
-#: a Parquet file of a few KB can hold gigabytes of zeros, and the runner reads it outside every limit.
-BYTES_PER_ROW = 1024
-
-
-def check_output_file(predictions_path: str, features_path: str) -> None:
-    """Before reading the untrusted predictions file: a regular file (not a FIFO that blocks the runner,
-    not a link elsewhere), whose Parquet metadata promises no more than the live rows' worth of data."""
-    import stat
-
-    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-
-    from numerai_predict.errors import ModelCrashedError
-
-    try:
-        mode = os.lstat(predictions_path).st_mode
-    except OSError:
-        raise ModelCrashedError("the model process left no predictions file") from None
-    if not stat.S_ISREG(mode):
-        raise ModelCrashedError("the model process left something else than a file as its predictions")
-    try:
-        rows = pq.ParquetFile(features_path).metadata.num_rows
-        meta = pq.ParquetFile(predictions_path).metadata
-        size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-    except Exception:  # unreadable: the checks that read it say what is wrong
-        return
-    if size > (rows + 1024) * BYTES_PER_ROW or meta.num_rows > rows * 4 + 1024:
-        raise ModelCrashedError(f"the model process's predictions file would inflate to {size >> 20} MiB "
-                                f"({meta.num_rows} rows) for {rows} live rows; not read")
-
-
-def pandas_index(schema: Any) -> str | None:
-    """The one stored index column pandas recorded in a Parquet file's metadata, if any."""
-    import json
-
-    try:
-        meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
-        (index,) = meta.get("index_columns", [])
-    except (ValueError, TypeError):
-        return None
-    return index if isinstance(index, str) else None
-
-
-def arrow_deliverable(predictions_path: str, features_path: str) -> tuple[bytes, int] | None:
-    """The CSV through Arrow when the predictions are exactly what validate_predictions would
-    return unchanged (same ids as the live data in its order, unique, one float64 column
-    'prediction' in [0, 1], indexed 'id'); None otherwise, or for any file Arrow cannot read."""
-    import csv
-    import io
-
-    import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-
-    # ParquetFile, not read_table: the dataset API imports pandas (0.5 CPU-seconds); plain Python
-    # over the values, not pyarrow.compute (0.2 s to import) nor to_numpy (imports pandas).
-    try:
-        live_file = pq.ParquetFile(features_path)
-        index = pandas_index(live_file.schema_arrow)
-        table = pq.ParquetFile(predictions_path).read()
-        if index is None or pandas_index(table.schema) != "id" or sorted(table.column_names) != ["id", "prediction"]:
-            return None
-        live = live_file.read(columns=[index]).column(index).combine_chunks()
-        ids, values = table.column("id").combine_chunks(), table.column("prediction").combine_chunks()
-        # pandas 3 writes its str index as large_string, Numerai's files hold string: the same ids
-        if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in (live.type, ids.type)):
-            return None
-        if values.type != pa.float64() or len(ids) != len(live) or not len(ids) or ids.null_count or values.null_count:
-            return None
-        id_list, live_list = ids.to_pylist(), live.to_pylist()
-        if id_list != live_list or len(set(live_list)) != len(live_list):
-            return None
-        numbers = values.to_pylist()  # not to_numpy(): pyarrow imports pandas for it (0.5 CPU-seconds)
-        if not all(0.0 <= number <= 1.0 for number in numbers):  # NaN compares False
-            return None
-        if without_spread(sample_std(numbers)):  # refused by validate_predictions, which says why
-            return None
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        return None
+def deliverable(predictions_path: str, live_ids: list[str]) -> tuple[bytes, int]:
+    """The CSV bytes of the model process's predictions, and their count. That process validated them
+    and wrote them as raw float64, one per live id in their order; its code is the model's, so they are
+    checked again here against the live ids it sent before the model loaded. Standard library only:
+    the runner imports neither pandas nor pyarrow (their imports were its largest fixed cost)."""
+    numbers = read_predictions(predictions_path, len(live_ids))
+    check_numbers(numbers, live_ids)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")  # pandas' to_csv: minimal quoting, floats as repr
     writer.writerow(["id", "prediction"])
-    writer.writerows(zip(id_list, map(repr, numbers), strict=True))
-    return out.getvalue().encode(), len(ids)
+    writer.writerows(zip(live_ids, map(repr, numbers), strict=True))
+    return out.getvalue().encode(), len(numbers)
+
+
+def read_predictions(path: str, rows: int) -> array[float]:
+    """The raw float64 file, read only when it is a regular file of exactly ``rows`` values (never a
+    FIFO that would block the runner, a link elsewhere, or a file that grew past its promise)."""
+    from numerai_predict.errors import ModelCrashedError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise ModelCrashedError("the model process left no predictions file") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelCrashedError("the model process left something else than a file as its predictions")
+        if info.st_size != 8 * rows:
+            raise ModelCrashedError(f"the model process's predictions file holds {info.st_size} bytes for {rows} "
+                                    "live rows (8 per prediction); not read")
+        data = handle.read(8 * rows)
+    numbers = array("d")
+    numbers.frombytes(data[:8 * rows])
+    if len(numbers) != rows:
+        raise ModelCrashedError("the model process's predictions file changed while it was read")
+    return numbers
+
+
+def check_numbers(numbers: array[float], ids: list[str]) -> None:
+    """validate_predictions' checks of the values, on raw float64 (what the model's process sent)."""
+    nan = [ids[i] for i, x in enumerate(numbers) if x != x]
+    if nan:
+        raise PredictionsNaNError(f"{len(nan)} predictions are NaN (ids: {some(nan)})")
+    infinite = [ids[i] for i, x in enumerate(numbers) if math.isinf(x)]
+    if infinite:
+        raise PredictionsInfError(f"{len(infinite)} predictions are infinite (ids: {some(infinite)})")
+    outside = [x for x in numbers if not 0.0 <= x <= 1.0]
+    if outside:
+        raise PredictionsRangeError(f"{len(outside)} predictions are outside [0, 1] "
+                                    f"(min {min(numbers):.4g}, max {max(numbers):.4g})")
+    values = list(numbers)
+    std = sample_std(values)
+    if without_spread(std):
+        raise spread_error(std, len(values), min(values), max(values))
 
 
 def type_name(value: object) -> str:

@@ -197,11 +197,12 @@ def forges_done(value, spread=True):
     """Writes predictions of ``value`` where the runner reads them (without spread: every row the same)
     and says it is done, then exits: the runner's own checks must catch what the model's skipped."""
     def predict(live_features):
-        out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+        out = os.path.join(os.environ["TMPDIR"], "predictions.f64")
         forged = answer(live_features, value)
         if not spread:
             forged["prediction"] = float(value)
-        forged.rename_axis("id").to_parquet(out)
+        with open(out, "wb") as handle:  # the runner's format: raw float64 in the live ids' order
+            handle.write(forged["prediction"].to_numpy(dtype="=f8").tobytes())
         for fd in control_pipes():
             os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
         os._exit(0)
@@ -278,15 +279,16 @@ def watches_for(marker, seconds):
 def rewrites_predictions(live_features):
     """A grandchild waits for the predictions file the runner reads, then keeps overwriting it with
     out-of-range values: the runner must have killed it before it reads."""
-    out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
-    bad = answer(live_features, 7.0)
+    out = os.path.join(os.environ["TMPDIR"], "predictions.f64")
+    bad = answer(live_features, 7.0)["prediction"].to_numpy(dtype="=f8").tobytes()
 
     def overwrite():
         end = time.monotonic() + 30
         while time.monotonic() < end:
             if os.path.exists(out):
                 try:
-                    bad.to_parquet(out)
+                    with open(out, "r+b") as handle:
+                        handle.write(bad)
                 except OSError:
                     pass
             time.sleep(0.001)
@@ -355,21 +357,16 @@ def nests_a_user_namespace(live_features):
 
 def forges_output(kind):
     """Leaves something else than its predictions where the runner reads them, says `done`, exits:
-    a FIFO (a read would block), an empty file, or a Parquet file of a few KB that inflates to 40 MB."""
+    a FIFO (a read would block), an empty file, or a sparse file of 40 GB that takes no disk."""
     def predict(live_features):
-        out = os.path.join(os.environ["TMPDIR"], "predictions.parquet")
+        out = os.path.join(os.environ["TMPDIR"], "predictions.f64")
         if kind == "fifo":
             os.mkfifo(out)
         elif kind == "empty":
             open(out, "wb").close()
         else:
-            import numpy as np
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            with pq.ParquetWriter(out, pa.schema([("prediction", pa.float64())])) as writer:
-                for _ in range(5):
-                    writer.write_table(pa.table({"prediction": np.zeros(1_000_000)}))
+            with open(out, "wb") as handle:
+                handle.truncate(40 << 30)
         for fd in control_pipes():
             os.write(fd, b'{"event": "done", "rows": %d}\n' % len(live_features))
         os._exit(0)

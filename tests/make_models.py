@@ -64,6 +64,16 @@ def lightgbm_model(x, y):
     return model.predict
 
 
+def lightgbm_participant_model(x, y):
+    """A participant's LightGBM as Numerai's example scripts train it (2,000 shallow trees, a tenth of
+    the features each): light to predict with, so the runner's fixed costs show (benchmarks/bench.py)."""
+    import lightgbm
+
+    model = lightgbm.LGBMRegressor(n_estimators=2000, learning_rate=0.01, max_depth=5, num_leaves=2**5 - 1,
+                                   colsample_bytree=0.1, verbose=-1).fit(x, y)
+    return model.predict
+
+
 def sklearn_model(x, y):
     from sklearn.ensemble import HistGradientBoostingRegressor
 

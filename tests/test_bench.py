@@ -15,16 +15,17 @@ def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--rows", "60", "--features", "16",
-         "--sizes", "1,2", "--runs", "1", "--frameworks", "lightgbm,no_such_framework", "--docker", "no",
+         "--sizes", "1,2", "--runs", "1", "--frameworks", "lightgbm,lightgbm-participant,no_such_framework",
+         "--docker", "no",
          "--cache", str(tmp_path / "cache"), "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| figure | value | floor | ratio | target | met? |" in result.stdout
     assert "skipped (not in this environment): no_such_framework" in result.stdout
     report = json.loads(out.read_text())
-    assert report["frameworks"] == ["lightgbm"] and report["skipped"] == ["no_such_framework"]
+    assert report["frameworks"] == ["lightgbm", "lightgbm-participant"] and report["skipped"] == ["no_such_framework"]
     figures = {row["figure"] for row in report["table"]}
-    for where in ("lightgbm 1x 1 CPU", "lightgbm 2x 1 CPU", "lightgbm 1x all CPUs"):
+    for where in ("lightgbm 1x 1 CPU", "lightgbm 2x 1 CPU", "lightgbm 1x all CPUs", "lightgbm-participant 1x 1 CPU"):
         for figure in ("CPU s", "wall s", "peak tree memory MiB"):
             assert f"{where}: {figure}" in figures
     assert {"lightgbm growth 1x -> 2x, 1 CPU: CPU s", "lightgbm growth 1x -> 2x, 1 CPU: peak tree memory"} <= figures

@@ -209,12 +209,12 @@ def test_the_model_cannot_make_namespaces_of_its_own(capfd, live_files, pickle_o
 
 @pytest.mark.parametrize("kind, message", [
     ("fifo", "left something else than a file as its predictions"),
-    ("empty", "predictions file cannot be read"),
-    ("bomb", "predictions file would inflate to"),
+    ("empty", "predictions file holds 0 bytes for"),
+    ("bomb", f"predictions file holds {40 << 30} bytes for"),
 ])
 def test_what_the_runner_reads_of_the_model_is_checked_first(capfd, live_files, pickle_of, out_dir, kind, message):
     """A FIFO blocked the runner past --timeout, a Parquet bomb took it to 19.6 GiB, an empty file gave a
-    runner's exit 22: each is now the model's failure (31), within its limits, nothing written."""
+    runner's exit 22: each is the model's failure (31), the file unread, nothing written."""
     code, err = run(capfd, "--model", pickle_of(hostile_models.forges_output(kind)), *local_data(live_files),
                     "--output_dir", out_dir, "--timeout", "30")
     assert code == errors.ModelCrashedError.exit_code, err

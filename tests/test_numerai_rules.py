@@ -80,6 +80,25 @@ def test_the_spread_threshold_is_numerai_tools_own(spread, live):
     assert (theirs is not None) == (spread < 1.7e-8)  # the threshold is where this test says it is
 
 
+def test_eras_interleaved_come_back_in_the_live_ids_order(capfd, pickle_of, out_dir, tmp_path):
+    """Rows of eras A and B alternating: the model is called per era, and the CSV lists the ids in the
+    live file's order, each with its era's value (the runner writes the raw values in that order)."""
+    from test_predict import csvs, run
+
+    a = numerai_data.live_features(rows=40, seed=1, era="A")
+    b = numerai_data.live_features(rows=40, seed=2, era="B")
+    features = pd.concat([a.iloc[i:i + 1] if k == 0 else b.iloc[i:i + 1] for i in range(40) for k in (0, 1)])
+    features.to_parquet(tmp_path / "live.parquet")
+    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant_per_era), "--dataset", tmp_path / "live.parquet",
+                    "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+    assert code == 0, err
+    (name,) = csvs(out_dir)
+    written = pd.read_csv(out_dir / name, dtype={"id": str})
+    assert list(written["id"]) == [str(i) for i in features.index]
+    assert list(written["prediction"]) == [0.3 if era == "A" else 0.7 for era in features["era"]]
+
+
 def test_the_spread_rule_holds_for_the_whole_submission_not_each_era(capfd, pickle_of, out_dir, tmp_path):
     """Live data of two eras, predictions constant within each: Numerai takes the submission whole."""
     from test_predict import read_predictions, run
