@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from numerai_predict import numerai
 from numerai_predict.errors import (
+    DataUnreadableError,
     ModelCrashedError,
     ModelMemoryError,
     ModelRaisedError,
@@ -82,7 +83,7 @@ class ModelProcess:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
         self.requests, self.replies = self.proc.stdin, self.proc.stdout
-        self.pending = b""  # bytes read from the child past its last whole line
+        self.pending = bytearray()  # bytes read from the child past its last whole line
         self.watchdog = Watchdog(self.proc.pid, limits.max_memory)
         self.limits = limits
         self.timeout = limits.timeout
@@ -200,16 +201,20 @@ class ModelProcess:
         """The child's next line, read under the deadline and at most ``cap`` bytes long; b""
         when the child closed its end first (a half line is no message)."""
         fd = self.replies.fileno()
-        while b"\n" not in self.pending:
+        end = self.pending.find(b"\n")
+        while end < 0:
             if len(self.pending) > cap:
                 raise self.invalid(f"message over {cap >> 20} MiB")
             self.wait_for_output()
-            chunk = os.read(fd, 1 << 16)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
-                self.pending = b""
+                self.pending = bytearray()
                 return b""
+            found = chunk.find(b"\n")  # searched in the new chunk only: a long message stays linear
+            end = len(self.pending) + found if found >= 0 else -1
             self.pending += chunk
-        line, _, self.pending = self.pending.partition(b"\n")
+        line = bytes(self.pending[:end])
+        del self.pending[:end + 1]
         return line
 
     def invalid(self, what: str) -> ModelCrashedError:
@@ -270,6 +275,7 @@ def child_main(argv: list[str]) -> int:
 
     model_path, scratch, cpus, max_memory, features = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
     control = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever anything prints goes to stderr, not into the protocol
     # First, while this process is one thread and holds no model code: confined, then the live ids
     # (the runner's own copy; nothing of the model has run yet to alter them).
     facts = confine(scratch, cpus, "--no-isolation" not in argv, max_memory)
@@ -279,7 +285,7 @@ def child_main(argv: list[str]) -> int:
         send(control, event="error", error=type(exc).__name__, message=exc.message, advice=exc.advice)
         return exc.exit_code
     send(control, event="isolated", facts=facts, ids=ids)
-    os.dup2(2, 1)  # whatever the model prints goes to stderr, not into the protocol
+    del ids  # not the model's memory
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -303,7 +309,10 @@ def live_ids(features_path: str) -> list[str]:
     """The live data's ids as the CSV writes them."""
     from numerai_predict.parquet import read_parquet
 
-    return [str(value) for value in read_parquet(features_path, columns=[]).index]
+    ids = [str(value) for value in read_parquet(features_path, columns=[]).index]
+    if not ids:
+        raise DataUnreadableError(f"{features_path} holds no live rows")
+    return ids
 
 
 def checked_ids(ids: object) -> list[str]:
@@ -339,7 +348,7 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
     benchmarks = read_parquet(benchmarks_path) if benchmarks_path is not None else None
     # Live data is one era: the frame as read, not a groupby's copy of it (twice the memory).
     one_era = "era" not in features.columns or features["era"].nunique(dropna=False) <= 1
-    groups = [(None, features)] if one_era else features.groupby("era", sort=False)
+    groups = [(None, features)] if one_era else features.groupby("era", sort=False, dropna=False)
     log.info("Predicting on %d rows of live features", len(features))
     results: list[pd.DataFrame] = []
     for era, era_features in groups:

@@ -120,10 +120,10 @@ def read_predictions(path: str, rows: int) -> array[float]:
             raise ModelCrashedError(f"the model process's predictions file holds {info.st_size} bytes for {rows} "
                                     "live rows (8 per prediction); not read")
         data = handle.read(8 * rows)
-    numbers = array("d")
-    numbers.frombytes(data[:8 * rows])
-    if len(numbers) != rows:
+    if len(data) != 8 * rows:
         raise ModelCrashedError("the model process's predictions file changed while it was read")
+    numbers = array("d")
+    numbers.frombytes(data)
     return numbers
 
 

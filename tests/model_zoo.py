@@ -110,6 +110,11 @@ def frame(live_features, values, **kwargs):
     return pd.DataFrame({"prediction": values}, index=live_features.index, **kwargs)
 
 
+def ramp_model(live_features):
+    """A valid model whatever rows it is given: a ramp over them."""
+    return pd.DataFrame({"prediction": np.linspace(0.25, 0.75, len(live_features))}, index=live_features.index)
+
+
 def ramp(live_features):
     """Predictions with spread, so that each bad output below is wrong in its one way only."""
     return np.linspace(0.25, 0.75, len(live_features))

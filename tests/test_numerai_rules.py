@@ -99,6 +99,32 @@ def test_eras_interleaved_come_back_in_the_live_ids_order(capfd, pickle_of, out_
     assert list(written["prediction"]) == [0.3 if era == "A" else 0.7 for era in features["era"]]
 
 
+def test_rows_without_an_era_are_predicted_too(capfd, pickle_of, out_dir, tmp_path):
+    """Eras A and B and some rows of no era: every row is given to the model (none left as NaN)."""
+    from test_predict import csvs, run
+
+    features = pd.concat([numerai_data.live_features(rows=30, seed=1, era="A"),
+                          numerai_data.live_features(rows=30, seed=2, era="B")])
+    features.loc[features.index[::7], "era"] = None
+    features.to_parquet(tmp_path / "live.parquet")
+    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
+    code, err = run(capfd, "--model", pickle_of(model_zoo.ramp_model), "--dataset", tmp_path / "live.parquet",
+                    "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+    assert code == 0, err
+    (name,) = csvs(out_dir)
+    assert len(pd.read_csv(out_dir / name)) == len(features)
+
+
+def test_live_data_without_rows_is_the_datas_failure(capfd, pickle_of, out_dir, tmp_path):
+    from test_predict import csvs, run
+
+    numerai_data.live_features(rows=10).iloc[:0].to_parquet(tmp_path / "live.parquet")
+    code, err = run(capfd, "--model", pickle_of(model_zoo.constant), "--dataset", tmp_path / "live.parquet",
+                    "--output_dir", out_dir)
+    assert code == 22 and "holds no live rows" in err, err
+    assert csvs(out_dir) == []
+
+
 def test_the_spread_rule_holds_for_the_whole_submission_not_each_era(capfd, pickle_of, out_dir, tmp_path):
     """Live data of two eras, predictions constant within each: Numerai takes the submission whole."""
     from test_predict import read_predictions, run
