@@ -80,18 +80,25 @@ def test_the_spread_threshold_is_numerai_tools_own(spread, live):
     assert (theirs is not None) == (spread < 1.7e-8)  # the threshold is where this test says it is
 
 
+def run_on(features, model, capfd, pickle_of, out_dir, tmp_path):
+    """predict.py with ``model`` on ``features`` (and benchmarks made for them): (exit code, stderr)."""
+    from test_predict import run
+
+    features.to_parquet(tmp_path / "live.parquet")
+    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
+    return run(capfd, "--model", pickle_of(model), "--dataset", tmp_path / "live.parquet",
+               "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+
+
 def test_eras_interleaved_come_back_in_the_live_ids_order(capfd, pickle_of, out_dir, tmp_path):
     """Rows of eras A and B alternating: the model is called per era, and the CSV lists the ids in the
     live file's order, each with its era's value (the runner writes the raw values in that order)."""
-    from test_predict import csvs, run
+    from test_predict import csvs
 
     a = numerai_data.live_features(rows=40, seed=1, era="A")
     b = numerai_data.live_features(rows=40, seed=2, era="B")
     features = pd.concat([a.iloc[i:i + 1] if k == 0 else b.iloc[i:i + 1] for i in range(40) for k in (0, 1)])
-    features.to_parquet(tmp_path / "live.parquet")
-    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
-    code, err = run(capfd, "--model", pickle_of(model_zoo.constant_per_era), "--dataset", tmp_path / "live.parquet",
-                    "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+    code, err = run_on(features, model_zoo.constant_per_era, capfd, pickle_of, out_dir, tmp_path)
     assert code == 0, err
     (name,) = csvs(out_dir)
     written = pd.read_csv(out_dir / name, dtype={"id": str})
@@ -101,15 +108,12 @@ def test_eras_interleaved_come_back_in_the_live_ids_order(capfd, pickle_of, out_
 
 def test_rows_without_an_era_are_predicted_too(capfd, pickle_of, out_dir, tmp_path):
     """Eras A and B and some rows of no era: every row is given to the model (none left as NaN)."""
-    from test_predict import csvs, run
+    from test_predict import csvs
 
     features = pd.concat([numerai_data.live_features(rows=30, seed=1, era="A"),
                           numerai_data.live_features(rows=30, seed=2, era="B")])
     features.loc[features.index[::7], "era"] = None
-    features.to_parquet(tmp_path / "live.parquet")
-    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
-    code, err = run(capfd, "--model", pickle_of(model_zoo.ramp_model), "--dataset", tmp_path / "live.parquet",
-                    "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+    code, err = run_on(features, model_zoo.ramp_model, capfd, pickle_of, out_dir, tmp_path)
     assert code == 0, err
     (name,) = csvs(out_dir)
     assert len(pd.read_csv(out_dir / name)) == len(features)
@@ -127,14 +131,11 @@ def test_live_data_without_rows_is_the_datas_failure(capfd, pickle_of, out_dir, 
 
 def test_the_spread_rule_holds_for_the_whole_submission_not_each_era(capfd, pickle_of, out_dir, tmp_path):
     """Live data of two eras, predictions constant within each: Numerai takes the submission whole."""
-    from test_predict import read_predictions, run
+    from test_predict import read_predictions
 
     features = pd.concat([numerai_data.live_features(rows=60, seed=1, era="A"),
                           numerai_data.live_features(rows=60, seed=2, era="B")])
-    features.to_parquet(tmp_path / "live.parquet")
-    numerai_data.benchmark_models(features).to_parquet(tmp_path / "bench.parquet")
-    code, err = run(capfd, "--model", pickle_of(model_zoo.constant_per_era), "--dataset", tmp_path / "live.parquet",
-                    "--benchmarks", tmp_path / "bench.parquet", "--output_dir", out_dir)
+    code, err = run_on(features, model_zoo.constant_per_era, capfd, pickle_of, out_dir, tmp_path)
     assert code == 0, err
     assert sorted(read_predictions(out_dir)["prediction"].unique()) == [0.3, 0.7]
 
