@@ -11,7 +11,7 @@ import os
 
 from numerai_predict.errors import PredictError
 from numerai_predict.extras import require_extra
-from numerai_predict.values import Options
+from numerai_predict.values import Options, is_url
 
 log = logging.getLogger("numerai_predict")
 
@@ -62,7 +62,7 @@ def predict(opts: Options, facts: dict[str, object] | None = None) -> str:
 
 def fetch_model(model: str, output_dir: str) -> str:
     """A local path to the pickle, downloading it if ``model`` is a URL."""
-    if model.lower().startswith(("http://", "https://")):
+    if is_url(model):
         require_extra("run", "downloading a model")
         from numerai_predict.transfer import download_model
 
