@@ -43,11 +43,13 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
 # The device files a model may write (Landlock); every other device stays read-only or out of reach.
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 POLL_SECONDS = 0.1
+WAITER_SAMPLES = 10  # a waiting ancestor's own pages are read once a second
 KILL_ROUNDS = 500  # SIGKILL rounds, 10 ms apart, before a tree counts as one that will not die
 
 # Landlock (include/uapi/linux/landlock.h); the syscall numbers are shared by x86_64 and arm64.
@@ -465,6 +467,34 @@ def resident_bytes(pid: int) -> int:
     return total
 
 
+def private_bytes(pid: int) -> int:
+    """Anonymous pages ``pid`` alone maps (written after its fork), or all it maps if unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Private_Dirty:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resident_bytes(pid)
+
+
+def waiting_ancestors(root: int) -> set[int]:
+    """The model's process and its PID namespace's init when the model runs in a namespace of its
+    own (isolation.own_processes): both were forked before the model loaded and only wait. Forked
+    from a warm template, each maps all its pages; they are counted by what they alone hold, not
+    three times over. Empty when ``root`` runs the model itself (no PID namespace)."""
+    children = children_of(root)
+    if len(children) != 1:
+        return set()
+    try:
+        with open(f"/proc/{children[0]}/status") as handle:
+            nspid = next((line.split()[1:] for line in handle if line.startswith("NSpid:")), [])
+    except OSError:
+        return set()
+    return {root, children[0]} if len(nspid) > 1 and nspid[-1] == "1" else set()
+
+
 def memfd_bytes(pids: Iterable[int]) -> int:
     """What the memory files (memfd_create) the processes hold contain: written but unmapped, their
     pages are in no process's resident memory."""
@@ -504,6 +534,8 @@ class Watchdog:
         self.runner, self.root, self.max_memory = os.getpid(), root, max_memory
         self.peak = 0
         self.exceeded = False
+        self.waiters: dict[int, int] = {}  # pid -> its own bytes, last read
+        self.samples = 0
         self.was_subreaper = subreaper(True)
         # Walking the tree's children files costs what the tree is; scanning all of /proc, what the
         # machine runs (2.4 ms a poll among 75 processes here, ten times a second).
@@ -547,13 +579,30 @@ class Watchdog:
 
     def watch(self) -> None:
         while not self.stopped.wait(POLL_SECONDS):
-            pids = list(self.table())
-            used = sum(resident_bytes(pid) for pid in pids) + private_shm_bytes(self.root) + memfd_bytes(pids)
-            self.peak = max(self.peak, used)
-            if self.max_memory and used > self.max_memory:
-                self.exceeded = True
-                self.kill()
+            if not self.sample():
                 return
+
+    def sample(self) -> bool:
+        """Measure the tree once (also when the model speaks: a quick model ends between polls);
+        False once it was over --max-memory and killed."""
+        pids = list(self.table())
+        waiting = waiting_ancestors(self.root)
+        used = sum(self.private(pid) if pid in waiting else resident_bytes(pid) for pid in pids) \
+            + private_shm_bytes(self.root) + memfd_bytes(pids)
+        self.peak = max(self.peak, used)
+        if self.max_memory and used > self.max_memory:
+            self.exceeded = True
+            self.kill()
+            return False
+        return True
+
+    def private(self, pid: int) -> int:
+        """A waiting ancestor's own pages (what it wrote since it was forked), read every
+        WAITER_SAMPLES samples: smaps_rollup walks every page (2 ms for a warm template's fork)."""
+        self.samples += 1
+        if pid not in self.waiters or self.samples % WAITER_SAMPLES == 0:
+            self.waiters[pid] = private_bytes(pid)
+        return self.waiters[pid]
 
     def kill(self) -> bool:
         """SIGKILL every process of the tree until none is left; reap the orphans. False when some

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TextIO
 
 from numerai_predict import numerai
 from numerai_predict.errors import (
@@ -55,6 +55,27 @@ MESSAGE_CAP = 1 << 20
 #: The first message (facts and live ids) comes before the pickle loads: trusted, and as long as the ids.
 FIRST_MESSAGE_CAP = 256 << 20
 TEXT_CAP = 4000  # characters of a reported message or advice kept (details: 10x)
+#: Live data a warm template read before forking (numerai_predict/round/warm.py), by real path.
+PRELOADED: dict[str, pd.DataFrame] = {}
+
+
+class Child(Protocol):
+    """What ModelProcess uses of its child: subprocess.Popen's, or a warm template's fork's."""
+
+    pid: int
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class PreparedChild(Protocol):
+    def start(self, argv: list[str], env: dict[str, str]) -> Child: ...
+
+
+#: A warm template's model process, forked before its runner read the request; None: a fresh one.
+prepared_child: PreparedChild | None = None
 
 
 class Limits(NamedTuple):
@@ -80,7 +101,7 @@ class ModelProcess:
         command = [sys.executable, "-m", "numerai_predict.sandbox", model_path, scratch, str(limits.cpus),
                    str(limits.max_memory), features_path]
         command += (["--no-isolation"] if not limits.isolate else []) + (["--debug"] if debug else [])
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.proc = start_child(command, env)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
         self.requests, self.replies = self.proc.stdin, self.proc.stdout
         self.pending = bytearray()  # bytes read from the child past its last whole line
@@ -164,6 +185,7 @@ class ModelProcess:
         may be forged; only model-level errors are taken from it (errors.error_from_name), and the runner
         checks the predictions again."""
         line = self.read_line(FIRST_MESSAGE_CAP if trusted else MESSAGE_CAP)
+        self.watchdog.sample()
         try:
             message = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -238,6 +260,15 @@ class ModelProcess:
             raise self.timed_out()
 
 
+def start_child(command: list[str], env: dict[str, str]) -> Child:
+    """The model's process: a fresh interpreter, or the warm template's prepared one (used once)."""
+    global prepared_child
+    if prepared_child is not None:
+        child, prepared_child = prepared_child, None
+        return child.start(command[3:], env)
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
 def in_container() -> bool:
     """Whether this runs in a container (Docker, Podman), where root is the container's."""
     return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
@@ -307,12 +338,21 @@ def child_main(argv: list[str]) -> int:
 
 def live_ids(features_path: str) -> list[str]:
     """The live data's ids as the CSV writes them."""
-    from numerai_predict.parquet import read_parquet
 
-    ids = [str(value) for value in read_parquet(features_path, columns=[]).index]
+    ids = [str(value) for value in frame_of(features_path, columns=[]).index]
     if not ids:
         raise DataUnreadableError(f"{features_path} holds no live rows")
     return ids
+
+
+def frame_of(path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The live data as read from Parquet, or as a warm template read it before forking."""
+    preloaded = PRELOADED.get(os.path.realpath(path))
+    if preloaded is not None:
+        return preloaded
+    from numerai_predict.parquet import read_parquet
+
+    return read_parquet(path, columns=columns)
 
 
 def checked_ids(ids: object) -> list[str]:
@@ -341,11 +381,10 @@ def run_and_save(model: Callable[..., object], features_path: str, benchmarks_pa
     """Call the model era by era, validate each answer, write all predictions to ``out``."""
     import pandas as pd
 
-    from numerai_predict.parquet import read_parquet
     from numerai_predict.validate import check_spread, validate_predictions
 
-    features = read_parquet(features_path)
-    benchmarks = read_parquet(benchmarks_path) if benchmarks_path is not None else None
+    features = frame_of(features_path)
+    benchmarks = frame_of(benchmarks_path) if benchmarks_path is not None else None
     # Live data is one era: the frame as read, not a groupby's copy of it (twice the memory).
     one_era = "era" not in features.columns or features["era"].nunique(dropna=False) <= 1
     groups = [(None, features)] if one_era else features.groupby("era", sort=False, dropna=False)

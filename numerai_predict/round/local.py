@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 
 from numerai_predict.round.outcomes import Job, Outcome
+from numerai_predict.round.warm import Templates
 from numerai_predict.round.worker import run_model
 
 log = logging.getLogger("numerai_predict.round")
@@ -52,7 +53,25 @@ def progress_bar(total: int, enabled: bool) -> Callable[[Outcome], None]:
 
 
 def run_local(jobs: list[Job], workers: int, done: Callable[[Outcome], None]) -> list[Outcome]:
-    """Bounded parallelism: ``workers`` threads, each with a CPU of its own for its predict.py."""
+    """Bounded parallelism: ``workers`` threads, each with a CPU of its own for its predict.py; the
+    warm templates (round/warm.py) of this round, ended with it."""
+    import shutil
+    import tempfile
+
+    warm = [job for job in jobs if job.warm and not job.use_images]
+    # A short private folder for the templates' sockets (a socket's path is at most 107 bytes).
+    folder = tempfile.mkdtemp(prefix="numerai-predict-warm-") if warm else ""
+    templates = Templates(warm[0].features, warm[0].benchmarks, folder) if warm else None
+    try:
+        return run_pool(jobs, workers, done, templates)
+    finally:
+        if templates is not None:
+            templates.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_pool(jobs: list[Job], workers: int, done: Callable[[Outcome], None],
+             templates: Templates | None) -> list[Outcome]:
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
     from concurrent.futures import wait as wait_futures
 
@@ -65,7 +84,7 @@ def run_local(jobs: list[Job], workers: int, done: Callable[[Outcome], None]) ->
         with guard:
             cpu = free.pop(0) if free else None
         try:
-            return run_model(job, cpu, cancelled)
+            return run_model(job, cpu, cancelled, templates if job.warm else None)
         except Exception as exc:  # a bug of the round, kept to this model
             return Outcome(job.id, "failed", None, job.environment, error=f"round: {type(exc).__name__}: {exc}",
                            round_failure=True)

@@ -32,6 +32,7 @@ class Job:
     max_memory: str = numerai.MAX_MEMORY
     isolate: bool = True
     use_images: bool = False
+    warm: bool = True  # forked from a warm template where one can serve it (round/warm.py)
     die_with_parent: bool = False  # Ray: predict.py dies with its worker (a lost node leaves no orphan)
 
 
@@ -53,6 +54,7 @@ class Outcome:
     node: str = ""
     reused: bool = False  # delivered by an earlier run (resume)
     round_failure: bool = False  # not run because of the round, not the model
+    start: str = ""  # warm (forked from its template), or cold (and why)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,7 +65,7 @@ class Outcome:
         return {"id": self.id, "status": self.status, "exit_code": "" if self.exit_code is None else self.exit_code,
                 "environment": self.environment, "seconds": f"{self.seconds:.2f}",
                 "peak_mib": "" if self.peak_mib is None else f"{self.peak_mib:.0f}", "csv": self.csv,
-                "upload": self.upload, "error": self.error}
+                "upload": self.upload, "error": self.error, "start": self.start}
 
 
 def read_json(path: str) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ class Settings:
     retries: int
     use_images: bool
     progress: bool
+    warm: bool = True
 
 
 def parse_args(argv: list[str]) -> Settings:
@@ -59,6 +60,8 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (ray start's address, or 'auto')")
     parser.add_argument("--retries", type=int, default=3, help="Ray: retries of a task lost to a system failure")
     parser.add_argument("--use-images", action="store_true", help="run each model in its environment's image")
+    parser.add_argument("--cold", action="store_true", help="start every model as predict.py alone, not forked "
+                        "from a warm template (the imports and live data read once per environment)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     def error(message: str) -> NoReturn:
@@ -77,7 +80,7 @@ def parse_args(argv: list[str]) -> Settings:
     return Settings(user_path(args.manifest), dataset_path(args.dataset), dataset_path(args.benchmarks), output_dir,
                     user_path(args.report) if args.report else os.path.join(output_dir, "round.csv"), args.workers,
                     args.timeout, args.max_memory, not args.no_isolation, args.ray, args.retries, args.use_images,
-                    not args.no_progress and sys.stderr.isatty())
+                    not args.no_progress and sys.stderr.isatty(), not args.cold)
 
 
 def fetch_data(settings: Settings) -> tuple[str, str]:
@@ -112,7 +115,7 @@ def plan(settings: Settings, entries: list[Entry], features: str, benchmarks: st
         # No environment: the doctor picks it in the worker (on Ray, on the node), never serially here.
         jobs.append(Job(entry.id, entry.model, entry.environment, folder, features, benchmarks, entry.post_url,
                         entry.post_data, settings.timeout, max_memory, settings.isolate, settings.use_images,
-                        die_with_parent=bool(settings.ray)))
+                        die_with_parent=bool(settings.ray), warm=settings.warm))
     return jobs, known
 
 

@@ -14,7 +14,7 @@ from numerai_predict.round.planning import Settings
 log = logging.getLogger("numerai_predict.round")
 
 
-REPORT_COLUMNS = ("id", "status", "exit_code", "environment", "seconds", "peak_mib", "csv", "upload", "error")
+REPORT_COLUMNS = ("id", "status", "exit_code", "environment", "seconds", "peak_mib", "csv", "upload", "error", "start")
 
 
 def write_report(settings: Settings, outcomes: list[Outcome], seconds: float, workers: str) -> str:

@@ -21,6 +21,7 @@ from numerai_predict.files import write_atomic
 from numerai_predict.round.environments import PROJECT_ROOT, environment_python, pick_environment, unavailable
 from numerai_predict.round.images import CONTAINER_ROOM, container_name, image_of, image_problem, remove_container
 from numerai_predict.round.outcomes import STATE, Job, Outcome, delivered_state, outcome_from_report, read_json
+from numerai_predict.round.warm import Template, Templates
 from numerai_predict.values import parse_size
 
 log = logging.getLogger("numerai_predict.round")
@@ -103,7 +104,8 @@ def locked(folder: str) -> Iterator[int]:
         os.close(fd)
 
 
-def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | None = None) -> Outcome:
+def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | None = None,
+              templates: Templates | None = None) -> Outcome:
     """Run one model through predict.py; never raises for what the model does."""
     os.makedirs(job.folder, exist_ok=True)
     report_path = os.path.join(job.folder, "report.json")
@@ -132,28 +134,16 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
         problem = image_problem(job.environment) if job.use_images else None
         if problem:
             return Outcome(job.id, "skipped", None, job.environment, error=problem, round_failure=True)
-        command = predict_command(job, python, report_path, cpu)
         start = time.monotonic()
-        with open(log_path, "wb") as output:
-            try:
-                post = job.post_url and not job.use_images
-                proc = subprocess.Popen(command, stdin=subprocess.PIPE if post else subprocess.DEVNULL,
-                                        stdout=output, stderr=output, pass_fds=(lock,), start_new_session=True,
-                                        cwd=job.folder, preexec_fn=die_with_parent if job.die_with_parent else None)
-            except OSError as exc:
-                return Outcome(job.id, "skipped", None, job.environment,
-                               error=f"could not start predict.py: {exc.strerror or exc}", round_failure=True)
-            if post:
-                hand_over(proc, job.post_data)
-            if cpu is not None:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
-            status, usage = wait(proc, (job.timeout or numerai.TIMEOUT_SECONDS) + GRACE_SECONDS, cancelled)
+        launched = launch(job, python, report_path, log_path, lock, cpu, cancelled, templates)
+        if isinstance(launched, Outcome):
+            return launched
+        status, cpu_seconds, started = launched
         if job.use_images and status < 0:  # the docker client was killed: its container is not
             remove_container(job)
         seconds = time.monotonic() - start
-        cpu_seconds = usage.ru_utime + usage.ru_stime if usage else 0.0
         outcome = outcome_from_report(job, read_json(report_path), seconds, cpu_seconds, status, log_path)
+        outcome.start = started
         if outcome.status == "ok" and outcome.csv and not os.path.exists(outcome.csv):
             outcome = Outcome(job.id, "failed", outcome.exit_code, job.environment, seconds,
                               error=f"predict.py reported {outcome.csv}, which does not exist", cpu_seconds=cpu_seconds)
@@ -161,6 +151,49 @@ def run_model(job: Job, cpu: int | None = None, cancelled: threading.Event | Non
             outcome = upload_from_worker(job, outcome)
         write_atomic(os.path.join(job.folder, STATE), json.dumps(asdict(outcome), indent=1))
         return outcome
+
+
+def launch(job: Job, python: str, report_path: str, log_path: str, lock: int, cpu: int | None,
+           cancelled: threading.Event | None, templates: Templates | None) -> tuple[int, float, str] | Outcome:
+    """predict.py's run of ``job``: forked from its warm template, or (no template, or the template
+    cannot fork) started cold. (exit status, CPU-seconds, how it started), or a skipped Outcome."""
+    limit = (job.timeout or numerai.TIMEOUT_SECONDS) + GRACE_SECONDS
+    why = ("cold (--cold)" if not job.warm else "cold (in an image)" if job.use_images
+           else "cold (no template on this worker)" if templates is None else "")
+    if not why and templates is not None:
+        argv = predict_command(job, python, report_path)[1 + len(RUNNER):]
+        template = templates.get(python, job.model)
+        ran = template.cold or run_in(template, argv, job, log_path, lock, cpu, limit, cancelled)
+        if not isinstance(ran, str):
+            return (*ran, "warm")
+        why = f"cold ({ran})"
+    with open(log_path, "wb") as output:
+        try:
+            post = job.post_url and not job.use_images
+            proc = subprocess.Popen(predict_command(job, python, report_path, cpu),
+                                    stdin=subprocess.PIPE if post else subprocess.DEVNULL,
+                                    stdout=output, stderr=output, pass_fds=(lock,), start_new_session=True,
+                                    cwd=job.folder, preexec_fn=die_with_parent if job.die_with_parent else None)
+        except OSError as exc:
+            return Outcome(job.id, "skipped", None, job.environment,
+                           error=f"could not start predict.py: {exc.strerror or exc}", round_failure=True)
+        if post:
+            hand_over(proc, job.post_data)
+        if cpu is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(proc.pid, {cpu})  # one CPU per worker; the model's children inherit it
+        status, usage = wait(proc, limit, cancelled)
+    return status, usage.ru_utime + usage.ru_stime if usage else 0.0, why
+
+
+def run_in(template: Template, argv: list[str], job: Job, log_path: str, lock: int, cpu: int | None,
+           limit: float, cancelled: threading.Event | None) -> tuple[int, float] | str:
+    """``job`` by its warm template: the runner gets the log and the folder's lock as its own."""
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        return template.run(argv, job.post_data, job.folder, [log_fd, lock], cpu, limit, cancelled)
+    finally:
+        os.close(log_fd)
 
 
 def finished_before(job: Job, report_path: str, log_path: str) -> Outcome | None:
