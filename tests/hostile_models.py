@@ -385,3 +385,79 @@ def where_am_i(live_features):
     print(f"WHERE pid={os.getpid()} leader={os.getsid(0) == os.getpid()} run={sorted(os.listdir('/run'))} "
           f"shm={shm.f_blocks * shm.f_frsize}", file=sys.stderr, flush=True)
     return answer(live_features, 0.5)
+
+
+def scans_memory(markers):
+    """Predicts 1 if any of ``markers`` is anywhere in its own memory (what a warm template's fork
+    inherited: an earlier model's POST, this model's own), else 0; prints what it found."""
+    def predict(live_features):
+        import re
+
+        found = set()
+        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if not perms.startswith("r") or "[vvar" in line or "[vsyscall" in line:
+                    continue
+                start, end = (int(x, 16) for x in span.split("-"))
+                for offset in range(start, end, 8 << 20):  # 8 MiB at a time (and 64 bytes of overlap)
+                    try:
+                        mem.seek(max(start, offset - 64))
+                        data = mem.read(min(end, offset + (8 << 20)) - max(start, offset - 64))
+                    except (OSError, OverflowError, ValueError):
+                        break
+                    found |= {m for m in markers if re.search(m.encode(), data)}
+        # the markers themselves are in this function's constants: a hit must be beside a field's name
+        print(f"MEMORY FOUND {sorted(found)}", file=sys.stderr, flush=True)
+        return answer(live_features, bool(found))
+    return predict
+
+
+def alters_inherited_state(live_features):
+    """Alters what a warm template's fork inherits, then answers validly: pandas patched, a module
+    replaced in sys.modules, the live data overwritten in place. The next model must see none of it."""
+    import numpy as np
+    import pandas as pd
+
+    good = answer(live_features, 0.5)
+    pd.DataFrame.to_numpy = lambda self, *a, **k: np.zeros(len(self))
+    pd.read_parquet = lambda *a, **k: None
+    sys.modules["numpy.random"] = None
+    sys.modules["json"] = None
+    live_features.iloc[:, :] = 0
+    return good
+
+
+def attacks_its_template(pattern):
+    """Predicts 1 if any attack on the processes above it succeeded, else 0 (each error printed): a
+    connection to the warm templates' sockets (``pattern``), SIGKILL to every process it may signal,
+    ptrace of its parent and of its namespace's first process."""
+    def predict(live_features):
+        import ctypes
+        import signal
+        import socket
+
+        def connect(path):
+            def attempt():
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(path)
+                    client.sendall(b'{"run": "x"}\n')
+            return attempt
+
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def ptrace(pid):
+            def attempt():
+                if libc.ptrace(16, pid, None, None) != 0:  # PTRACE_ATTACH
+                    raise OSError(ctypes.get_errno(), f"ptrace {pid}: {os.strerror(ctypes.get_errno())}")
+            return attempt
+
+        results = [tried(live_features, "UNIX", connect(path)).iloc[0, 0] for path in glob.glob(pattern)]
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process it may signal, but itself
+        except OSError as exc:
+            print(f"KILL {exc!r}", file=sys.stderr, flush=True)
+        results += [tried(live_features, "PTRACE", ptrace(pid)).iloc[0, 0] for pid in {os.getppid(), 1}]
+        print(f"ATTACKS {len(results)} tried, {int(sum(results))} succeeded", file=sys.stderr, flush=True)
+        return answer(live_features, bool(sum(results)) or not results)
+    return predict

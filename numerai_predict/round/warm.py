@@ -31,10 +31,11 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from typing import IO, Any
+from typing import Any
+
+from numerai_predict.round.template import LINE_CAP
 
 log = logging.getLogger("numerai_predict.round")
 
@@ -46,7 +47,6 @@ WARM_LIBRARIES = ("sklearn", "lightgbm", "xgboost", "catboost", "scipy", "torch"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "JE_ARROW_MALLOC_CONF": "background_thread:false", "NUMEXPR_NUM_THREADS": "1"}
 START_SECONDS = 180.0  # a template's imports and data, on a loaded machine
-LINE_CAP = 1 << 16
 
 
 # ---- the driver's side -------------------------------------------------------
@@ -75,8 +75,8 @@ class Template:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         self.log_path = self.path[:-5] + ".log"
         with open(self.log_path, "wb") as output:
-            self.proc = subprocess.Popen([python, "-m", "numerai_predict.round.warm", self.path, features, benchmarks,
-                                          *libraries], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+            command = [python, "-m", "numerai_predict.round.template", self.path, features, benchmarks, *libraries]
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                                          env=env, start_new_session=True)
         self.cold = self.handshake()
         if self.cold:
@@ -190,278 +190,3 @@ def read_message(conn: socket.socket, timeout: float) -> dict[str, Any]:
         data += chunk
     answer = json.loads(data)
     return answer if isinstance(answer, dict) else {}
-
-
-# ---- the template ----------------------------------------------------------
-
-
-def thread_names() -> list[str]:
-    names = []
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as handle:
-            names.append(handle.read().strip())
-    return names
-
-
-def preload(features: str, benchmarks: str, libraries: list[str]) -> list[str]:
-    """Import the stack and the libraries, read the live data into the sandbox's cache, without
-    starting a thread (pyarrow's datasets API starts its pools even with use_threads=False)."""
-    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-
-    from numerai_predict import cli, doctor, pickles, pipeline, runner, sandbox, transfer, validate  # noqa: F401
-
-    for path in (features, benchmarks):
-        table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False, use_pandas_metadata=True)
-        sandbox.PRELOADED[os.path.realpath(path)] = table.to_pandas(use_threads=False)
-    imported = []
-    for name in libraries:
-        try:
-            __import__(name)
-            imported.append(name)
-        except Exception as exc:  # the model's process imports it itself, as cold
-            print(f"template: {name} not imported: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return imported
-
-
-def serve(path: str, features: str, benchmarks: str, libraries: list[str]) -> int:
-    from numerai_predict.isolation import PR_SET_DUMPABLE, _prctl
-
-    _prctl(PR_SET_DUMPABLE, 0)  # nothing of another uid's tools, or a model, reads this memory
-    imported = preload(features, benchmarks, libraries)
-    threads = thread_names()
-    if len(threads) > 1:
-        say(sys.stdout, cold=f"the template runs {len(threads)} threads ({', '.join(threads)}) after importing "
-            f"{', '.join(imported) or 'the stack'}")
-        return 0
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
-    say(sys.stdout, ready=True, libraries=imported)
-    Server(listener).loop()
-    return 0
-
-
-def say(stream: IO[str], **message: object) -> None:
-    stream.write(json.dumps(message) + "\n")
-    stream.flush()
-
-
-class Server:
-    """The template's loop: one thread, polling the driver's pipe, the listener, and a pipe that
-    says a runner ended."""
-
-    def __init__(self, listener: socket.socket):
-        self.listener = listener
-        self.runners: dict[int, tuple[socket.socket, str]] = {}  # pid -> (its driver connection, token)
-        self.tokens: dict[str, int] = {}
-        self.wakeup_r, wakeup_w = os.pipe()
-        os.set_blocking(wakeup_w, False)
-        signal.set_wakeup_fd(wakeup_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-
-    def loop(self) -> None:
-        poller = select.poll()
-        for fd in (sys.stdin.fileno(), self.listener.fileno(), self.wakeup_r):
-            poller.register(fd, select.POLLIN)
-        while True:
-            for fd, _ in poller.poll(1000):
-                if fd == sys.stdin.fileno():  # the driver ended: its runners finish, as predict.py would
-                    self.finish()
-                    return
-                if fd == self.listener.fileno():
-                    self.accept()
-                elif fd == self.wakeup_r:
-                    os.read(self.wakeup_r, 4096)
-            self.reap()
-
-    def accept(self) -> None:
-        conn, _ = self.listener.accept()
-        conn.settimeout(5.0)  # the driver's first line is already sent
-        try:
-            line = conn.recv(LINE_CAP)  # the driver waits for the answer: nothing follows yet
-            message = json.loads(line)
-        except (OSError, ValueError):
-            conn.close()
-            return
-        if "stop" in message:
-            pid = self.tokens.get(str(message["stop"]))
-            if pid is not None:  # not yet reaped: the pid is still this runner's
-                (self.kill if message.get("signal") == "KILL" else self.terminate)(pid)
-            conn.close()
-            return
-        threads = thread_names()
-        if len(threads) > 1:
-            with contextlib.suppress(OSError):
-                conn.sendall(json.dumps({"cold": f"the template runs {len(threads)} threads"}).encode() + b"\n")
-            conn.close()
-            return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            conn.settimeout(None)
-            os._exit(runner_main(conn))
-        token = str(message.get("run"))
-        self.runners[pid] = (conn, token)
-        self.tokens[token] = pid
-        with contextlib.suppress(OSError):
-            conn.sendall(b'{"started": true}\n')
-
-    def terminate(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-
-    def kill(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # its session (setsid): the runner and its model's mirrors
-
-    def reap(self) -> None:
-        while self.runners:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if not pid:
-                return
-            conn, token = self.runners.pop(pid, (None, ""))
-            self.tokens.pop(token, None)
-            if conn is not None:
-                message = {"exit": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime + usage.ru_stime}
-                with contextlib.suppress(OSError):
-                    conn.sendall(json.dumps(message).encode() + b"\n")
-                conn.close()
-
-    def finish(self) -> None:
-        """No new runner; the running ones end by themselves (each bounded by its --timeout), their
-        models' folders locked meanwhile, so a resumed round waits for them instead of rerunning."""
-        self.listener.close()
-        while self.runners:
-            self.reap()
-            time.sleep(0.05)
-
-
-# ---- a model's runner and process, forked from the template ---------------------
-
-
-def runner_main(conn: socket.socket) -> int:
-    """The runner of one model: predict.py's main on the request's flags. Returns its exit code."""
-    from numerai_predict.isolation import PR_SET_PDEATHSIG, _prctl
-
-    try:
-        os.setsid()
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the template gone (the round stopped): so is this
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        close_all_but(conn.fileno(), 1, 2)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the driver's pipe to the template
-        parent_end, child_end = socket.socketpair()
-        model = os.fork()  # before this process reads anything of the request
-        if model == 0:
-            parent_end.close()
-            os._exit(model_main(child_end))
-        child_end.close()
-        line, fds, _, _ = socket.recv_fds(conn, LINE_CAP, 4)
-        request = json.loads(line)
-        conn.close()
-        return run_request(request, fds, model, parent_end)
-    except BaseException as exc:  # never back into the template's loop
-        with contextlib.suppress(Exception):
-            print(f"numerai-predict: the warm runner failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-
-
-def run_request(request: dict[str, Any], fds: list[int], model: int, channel: socket.socket) -> int:
-    import io
-
-    from numerai_predict import runner, sandbox
-
-    log_fd = fds[0]  # fds[1], the folder's lock, stays open: held until this runner ends
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.chdir(str(request["cwd"]))  # the model's folder, as predict.py's own
-    cpu = request.get("cpu")
-    if isinstance(cpu, int):
-        for pid in (0, model):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(pid, {cpu})
-    sandbox.prepared_child = ForkedChild(model, channel)
-    sys.stdin = io.StringIO(str(request.get("post_data") or "") + "\n")
-    code = runner.main([str(arg) for arg in request["argv"]])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return code
-
-
-class ForkedChild:
-    """The prepared model process, as subprocess.Popen's surface that sandbox.ModelProcess uses."""
-
-    def __init__(self, pid: int, channel: socket.socket):
-        self.pid, self.channel = pid, channel
-        self.returncode: int | None = None
-        self.stdin: IO[bytes] | None = os.fdopen(os.dup(channel.fileno()), "wb")
-        self.stdout: IO[bytes] | None = os.fdopen(os.dup(channel.fileno()), "rb")
-
-    def start(self, argv: list[str], env: dict[str, str]) -> ForkedChild:
-        """Its argv and environment (sandbox.child_main's), and this runner's stderr as its own."""
-        socket.send_fds(self.channel, [json.dumps({"argv": argv, "env": env}).encode() + b"\n"], [2])
-        self.channel.close()
-        return self
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired(["model"], timeout or 0.0)
-            time.sleep(0.005)
-        assert self.returncode is not None
-        return self.returncode
-
-
-def model_main(channel: socket.socket) -> int:
-    """The model's process: waits for its argv, then is sandbox.child_main, as predict.py's is."""
-    import io
-    import tempfile
-
-    from numerai_predict import sandbox
-    from numerai_predict.isolation import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, _prctl
-
-    try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # its runner gone, so is it
-        _prctl(PR_SET_DUMPABLE, 1)  # as an exec'd process is: its runner's watchdog reads its /proc
-        close_all_but(channel.fileno(), 2)
-        line, fds, _, _ = socket.recv_fds(channel, LINE_CAP, 1)
-        message = json.loads(line)
-        os.dup2(fds[0], 2)
-        os.close(fds[0])
-        os.dup2(channel.fileno(), 0)
-        os.dup2(channel.fileno(), 1)
-        channel.close()
-        os.environ.clear()
-        os.environ.update(message["env"])  # the scrubbed environment ModelProcess computed
-        tempfile.tempdir = None  # the scratch directory (TMPDIR), not the template's
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        return sandbox.child_main(message["argv"])
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            print(f"numerai-predict: the warm model process failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-
-
-def close_all_but(*keep: int) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]))

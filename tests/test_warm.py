@@ -1,0 +1,188 @@
+"""Warm templates (numerai_predict/round/warm.py): a round's models forked from a template that
+imported the stack and read the live data once give predict.py alone's CSVs byte for byte, keep its
+limits and isolation, and start cold (saying why) when the template cannot fork safely."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import secrets
+import socket
+import subprocess
+import sys
+
+import hostile_models
+import model_zoo
+import pytest
+from conftest import HERE, ROOT
+from servers import ScriptedServer
+
+from numerai_predict.round import driver as round_driver
+from numerai_predict.round import warm as round_warm
+
+MODELS = os.path.join(ROOT, "tests", "models")
+MINOR = sys.version_info[1]
+
+
+def write_manifest(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "model", "post_url", "post_data", "environment"])
+        writer.writerows(rows)
+    return str(path)
+
+
+def data_flags(live_files):
+    return ["--dataset", live_files["features"], "--benchmarks", live_files["benchmarks"]]
+
+
+def run_round(manifest, out, live_files, *flags, timeout=900):
+    """The round as its own process, on local data; (exit code, stderr, rows by id)."""
+    result = subprocess.run([sys.executable, "-m", "numerai_predict.round", "--manifest", manifest,
+                             "--output_dir", str(out), *data_flags(live_files), "--no-progress", *map(str, flags)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stderr, rows_of(out)
+
+
+def rows_of(out):
+    path = os.path.join(str(out), "round.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as handle:
+        return {row["id"]: row for row in csv.DictReader(handle)}
+
+
+def alone(model, live_files, out):
+    """predict.py alone on ``model``: its CSV's bytes."""
+    os.makedirs(out)
+    result = subprocess.run([sys.executable, "predict.py", "--model", model, *data_flags(live_files),
+                             "--output_dir", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (found,) = glob.glob(os.path.join(str(out), "live_predictions-*.csv"))
+    with open(found, "rb") as handle:
+        return handle.read()
+
+
+def csv_bytes(row):
+    with open(row["csv"], "rb") as handle:
+        return handle.read()
+
+
+def test_warm_models_give_predict_alone_csvs(tmp_path, live_files, lightgbm_pickles, pickle_of):
+    """This Python's committed pickles (its ML libraries), LightGBM of both arities and a constant,
+    forked from warm templates: every one warm, every CSV byte for byte predict.py alone's."""
+    models = {"committed": os.path.join(MODELS, f"model_3_{MINOR}.pkl"),
+              "committed_legacy": os.path.join(MODELS, f"model_3_{MINOR}_legacy.pkl"),
+              "lightgbm": lightgbm_pickles["legacy"], "lightgbm_two": lightgbm_pickles["two"],
+              "constant": pickle_of(model_zoo.constant, "constant.pkl")}
+    manifest = write_manifest(tmp_path / "m.csv", [[k, v, "", "", HERE] for k, v in models.items()])
+    code, err, rows = run_round(manifest, tmp_path / "out", live_files, "--workers", "2")
+    assert code == 0, err
+    for ident, model in models.items():
+        row = rows[ident]
+        assert (row["status"], row["start"]) == ("ok", "warm"), row
+        assert csv_bytes(row) == alone(model, live_files, tmp_path / "alone" / ident), ident
+        assert float(row["peak_mib"]) > 0  # measured even when the model answers between two polls
+    cold_code, cold_err, cold = run_round(manifest, tmp_path / "cold", live_files, "--cold")
+    assert cold_code == 0, cold_err
+    assert {row["start"] for row in cold.values()} == {"cold (--cold)"}
+
+
+def test_a_template_that_is_not_one_thread_starts_its_models_cold(tmp_path, live_files, monkeypatch, capsys):
+    """A library that starts a thread when imported: the template cannot fork safely (namespaces and
+    fork need one thread), so its models run as predict.py alone and the report says why."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "spins.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "lib"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(round_warm, "libraries_of", lambda model: ("spins",))
+    model = os.path.join(MODELS, f"model_3_{MINOR}.pkl")
+    manifest = write_manifest(tmp_path / "m.csv", [["a", model, "", "", HERE]])
+    out = tmp_path / "out"
+    assert round_driver.main(["--manifest", manifest, "--output_dir", str(out), *data_flags(live_files),
+                              "--no-progress"]) == 0
+    row = rows_of(out)["a"]
+    assert row["status"] == "ok" and row["start"].startswith("cold (the template runs 2 threads"), row
+    assert "after importing spins" in row["start"]
+    assert csv_bytes(row) == alone(model, live_files, tmp_path / "alone")
+
+
+def test_the_templates_pages_count_against_the_model(tmp_path, live_files, pickle_of):
+    """A model that allocates 200 MiB under --max-memory 250m: its own pages alone fit, but with the
+    pandas, the data and the imports it did not have to load (the template's) it is over, as it is cold
+    (exit 33)."""
+    model = pickle_of(hostile_models.allocates(200))
+    manifest = write_manifest(tmp_path / "m.csv", [["big", model, "", "", HERE]])
+    for start in ("warm", "cold"):
+        flags = ["--max-memory", "250m", "--timeout", "120"] + (["--cold"] if start == "cold" else [])
+        code, err, rows = run_round(manifest, tmp_path / start, live_files, *flags)
+        assert code == 0, err
+        assert (rows["big"]["exit_code"], rows["big"]["start"].split()[0]) == ("33", start), rows["big"]
+        assert "over --max-memory 250 MiB" in rows["big"]["error"]
+
+
+# ---- hostile models through one template -----------------------------------------
+
+
+@pytest.mark.slow
+def test_hostile_models_through_a_warm_template_reach_nothing(tmp_path, live_files, pickle_of, kernel):
+    """Issue 8's hostile models and three more, each followed by a benign model, one worker, all
+    forked from one template: each is contained with predict.py's exit code or its refused attempt,
+    every upload arrives, and every benign model gives predict.py alone's CSV (no state leaked)."""
+    if not kernel["landlock"]:
+        pytest.skip("Landlock is unavailable in this kernel")
+    upload = ScriptedServer()
+    upload.route("/upload", *[(204, b"")] * 40)
+    markers = [secrets.token_hex(8) for _ in range(2)]
+    outside = tmp_path / "outside.txt"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        hostile = {
+            "network": (hostile_models.connects(port), "answer 0"),
+            "memory_scan": (hostile_models.scans_memory([f"policy=[p]{m}" for m in markers]), "answer 0"),
+            "environment": (hostile_models.reads_environment(["NUMERAI_SECRET_KEY"]), "answer 0"),
+            "writes": (hostile_models.writes(str(outside)), "answer 0"),
+            "grandchild": (hostile_models.sleeps_with_grandchild, "32"),
+            "memory": (hostile_models.allocates(900), "33"),
+            "exits": (hostile_models.exits_quietly, "31"),
+            "state": (hostile_models.alters_inherited_state, "answer 0.5"),
+            "template": (hostile_models.attacks_its_template("/tmp/numerai-predict-warm-*/*.sock"), "answer 0"),
+        }
+        benign = pickle_of(model_zoo.constant, "benign.pkl")
+        rows = []
+        for index, (name, (model, _)) in enumerate(hostile.items()):
+            post = f"key={name}.csv&policy=p{markers[index % 2]}"
+            rows += [[name, pickle_of(model, f"{name}.pkl"), upload.url + "/upload", post, HERE],
+                     [f"after_{name}", benign, "", "", HERE]]
+        manifest = write_manifest(tmp_path / "m.csv", rows)
+        env_secret = {"NUMERAI_SECRET_KEY": "s" + markers[0]}
+        os.environ.update(env_secret)
+        try:
+            code, err, found = run_round(manifest, tmp_path / "out", live_files, "--workers", "1",
+                                         "--timeout", "20", "--max-memory", "700m")
+        finally:
+            os.environ.pop("NUMERAI_SECRET_KEY")
+        listener.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody came
+    upload.close()
+    assert code == 0, err
+    reference = alone(benign, live_files, tmp_path / "alone")
+    for name, (_, expected) in hostile.items():
+        row, after = found[name], found[f"after_{name}"]
+        assert row["start"] == "warm" and after["start"] == "warm", (row, after)
+        assert after["status"] == "ok" and csv_bytes(after) == reference, (name, after)
+        if expected.startswith("answer"):
+            assert row["status"] == "ok" and row["upload"] == "uploaded", row
+            with open(row["csv"]) as handle:
+                values = {float(line.split(",")[1]) for line in handle.read().splitlines()[1:-1]}
+            assert values == {float(expected.split()[1])}, (name, values)
+        else:
+            assert row["exit_code"] == expected, row
+    assert not outside.exists()
+    logs = {name: (tmp_path / "out" / name / "predict.log").read_text() for name in hostile}
+    assert "UNIX PermissionError" in logs["template"] and " 0 succeeded" in logs["template"], logs["template"]
+    assert "MEMORY FOUND []" in logs["memory_scan"], logs["memory_scan"]
