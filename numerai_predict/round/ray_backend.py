@@ -14,6 +14,7 @@ from typing import Any
 from numerai_predict.files import write_atomic
 from numerai_predict.round.manifest import EXIT_BACKEND, RoundError
 from numerai_predict.round.outcomes import STATE, Job, Outcome
+from numerai_predict.round.warm import Templates
 from numerai_predict.round.worker import locked, run_model
 from numerai_predict.values import parse_size
 
@@ -34,7 +35,7 @@ def ray_task(job: Job, data: list[Any], ledger: Any) -> Outcome:
         paths.append(path)
     job.features, job.benchmarks = paths
     try:
-        outcome = run_model(job, None)
+        outcome = run_model(job, None, None, worker_templates(job))
     except Exception as exc:  # a bug of the round, kept to this model
         outcome = Outcome(job.id, "failed", None, job.environment, error=f"round: {type(exc).__name__}: {exc}",
                           round_failure=True)
@@ -43,6 +44,21 @@ def ray_task(job: Job, data: list[Any], ledger: Any) -> Outcome:
         with open(outcome.csv, "rb") as handle:
             outcome.extra["csv_bytes"] = handle.read()  # the driver keeps a copy, wherever this node is
     return outcome
+
+
+#: This Ray worker process's warm templates, by data files: they live as long as it does (their
+#: stdin is its pipe), so the tasks it runs one after another fork from them.
+TEMPLATES: dict[tuple[str, str], Templates] = {}
+
+
+def worker_templates(job: Job) -> Templates | None:
+    if not job.warm or job.use_images:
+        return None
+    key = (job.features, job.benchmarks)
+    if key not in TEMPLATES:
+        TEMPLATES[key] = Templates(job.features, job.benchmarks, tempfile.mkdtemp(prefix="numerai-predict-warm-"),
+                                   end_with_driver=job.die_with_parent)
+    return TEMPLATES[key]
 
 
 def node_copy(path: str, size: int, ref: Any) -> str:

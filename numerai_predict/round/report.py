@@ -32,6 +32,7 @@ def write_report(settings: Settings, outcomes: list[Outcome], seconds: float, wo
         for outcome in outcomes:
             writer.writerow(outcome.row())
     details = {"summary": summary, "seconds": round(seconds, 3), "workers": workers, "counts": counts,
+               "driver": driver_usage(),
                "retried": retried, "reused": reused,
                "models": [{**o.row(), "exit_code": o.exit_code, "seconds": round(o.seconds, 3),
                            "peak_mib": None if o.peak_mib is None else round(o.peak_mib, 1),
@@ -39,6 +40,14 @@ def write_report(settings: Settings, outcomes: list[Outcome], seconds: float, wo
                            "reused": o.reused} for o in outcomes]}
     write_atomic(json_path(settings.report), json.dumps(details, indent=1))
     return summary
+
+
+def driver_usage() -> dict[str, float]:
+    """The driver's own cost (planning, doctor, state, report; not its models' processes)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def json_path(report: str) -> str:

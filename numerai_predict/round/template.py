@@ -52,6 +52,10 @@ def preload(features: str, benchmarks: str, libraries: list[str]) -> list[str]:
 
 
 def serve(path: str, features: str, benchmarks: str, libraries: list[str]) -> int:
+    """``--end-with-driver`` first among the libraries: the driver's end kills the runners (a Ray
+    worker lost with its node: the task is retried elsewhere, so nothing of it may run on)."""
+    end_with_driver = libraries[:1] == ["--end-with-driver"]
+    libraries = libraries[1:] if end_with_driver else libraries
     from numerai_predict.isolation import PR_SET_DUMPABLE, _prctl
 
     _prctl(PR_SET_DUMPABLE, 0)  # nothing of another uid's tools, or a model, reads this memory
@@ -65,7 +69,7 @@ def serve(path: str, features: str, benchmarks: str, libraries: list[str]) -> in
     listener.bind(path)
     listener.listen(64)
     say(sys.stdout, ready=True, libraries=imported)
-    Server(listener).loop()
+    Server(listener, end_with_driver).loop()
     return 0
 
 
@@ -78,8 +82,8 @@ class Server:
     """The template's loop: one thread, polling the driver's pipe, the listener, and a pipe that
     says a runner ended."""
 
-    def __init__(self, listener: socket.socket):
-        self.listener = listener
+    def __init__(self, listener: socket.socket, end_with_driver: bool = False):
+        self.listener, self.end_with_driver = listener, end_with_driver
         self.runners: dict[int, tuple[socket.socket, str]] = {}  # pid -> (its driver connection, token)
         self.tokens: dict[str, int] = {}
         self.wakeup_r, wakeup_w = os.pipe()
@@ -165,6 +169,9 @@ class Server:
         """No new runner; the running ones end by themselves (each bounded by its --timeout), their
         models' folders locked meanwhile, so a resumed round waits for them instead of rerunning."""
         self.listener.close()
+        if self.end_with_driver:
+            for pid in self.runners:
+                self.kill(pid)
         while self.runners:
             self.reap()
             time.sleep(0.05)

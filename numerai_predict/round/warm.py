@@ -67,7 +67,8 @@ def libraries_of(model: str) -> tuple[str, ...]:
 class Template:
     """One template process, started by the driver and ended with it (its stdin closes)."""
 
-    def __init__(self, python: str, features: str, benchmarks: str, libraries: tuple[str, ...], folder: str):
+    def __init__(self, python: str, features: str, benchmarks: str, libraries: tuple[str, ...], folder: str,
+                 end_with_driver: bool = False):
         from numerai_predict.sandbox import PROJECT_ROOT, model_environment
 
         self.path = os.path.join(folder, f"{secrets.token_hex(4)}.sock")
@@ -75,7 +76,8 @@ class Template:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT_ROOT, env.get("PYTHONPATH")]))
         self.log_path = self.path[:-5] + ".log"
         with open(self.log_path, "wb") as output:
-            command = [python, "-m", "numerai_predict.round.template", self.path, features, benchmarks, *libraries]
+            command = [python, "-m", "numerai_predict.round.template", self.path, features, benchmarks,
+                       *(["--end-with-driver"] if end_with_driver else []), *libraries]
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                                          env=env, start_new_session=True)
         self.cold = self.handshake()
@@ -158,8 +160,9 @@ class Template:
 class Templates:
     """The driver's templates, one per (environment's Python, libraries), started on first use."""
 
-    def __init__(self, features: str, benchmarks: str, folder: str):
+    def __init__(self, features: str, benchmarks: str, folder: str, end_with_driver: bool = False):
         self.features, self.benchmarks, self.folder = features, benchmarks, folder
+        self.end_with_driver = end_with_driver
         os.makedirs(folder, mode=0o700, exist_ok=True)
         self.started: dict[tuple[str, tuple[str, ...]], Template] = {}
         self.lock = threading.Lock()
@@ -168,7 +171,8 @@ class Templates:
         key = (python, libraries_of(model))
         with self.lock:  # one start per key, even with every worker asking at once
             if key not in self.started:
-                self.started[key] = Template(python, self.features, self.benchmarks, key[1], self.folder)
+                self.started[key] = Template(python, self.features, self.benchmarks, key[1], self.folder,
+                                             self.end_with_driver)
             return self.started[key]
 
     def close(self) -> None:
