@@ -461,3 +461,11 @@ def attacks_its_template(pattern):
         print(f"ATTACKS {len(results)} tried, {int(sum(results))} succeeded", file=sys.stderr, flush=True)
         return answer(live_features, bool(sum(results)) or not results)
     return predict
+
+
+def sleeps_then_answers(seconds):
+    """Sleeps ``seconds``, then answers 0.5: a model still running when something happens to its host."""
+    def predict(live_features):
+        time.sleep(seconds)
+        return answer(live_features, 0.5)
+    return predict

@@ -38,7 +38,8 @@ class ScriptedServer:
 
     STALL_SECONDS = 30.0
 
-    def __init__(self, tls: tuple[str, str] | None = None):
+    def __init__(self, tls: tuple[str, str] | None = None, host: str = "127.0.0.1"):
+        self.host = host
         self.scripts: dict[str, list] = {}
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.times: list[float] = []
@@ -62,7 +63,7 @@ class ScriptedServer:
             def handle_error(self, request, client_address):
                 pass  # resets and broken pipes are the point of this server
 
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd = Quiet((host, 0), Handler)
         self.scheme = "https" if tls else "http"
         if tls:  # (certificate file, key file): the handshake happens in the handler's thread
             import ssl
@@ -76,7 +77,7 @@ class ScriptedServer:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://{self.host}:{self.httpd.server_address[1]}"
 
     def route(self, path: str, *responses) -> str:
         self.scripts[path] = list(responses)

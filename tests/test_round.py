@@ -251,7 +251,7 @@ def report(out):
     return {row["id"]: row for row in rows}, details
 
 
-def check_outcomes(rows, expected, out):
+def check_outcomes(rows, expected, out, start=None):
     assert sorted(rows) == sorted(expected)
     for ident, (status, code, env) in expected.items():
         row = rows[ident]
@@ -262,6 +262,7 @@ def check_outcomes(rows, expected, out):
             assert row["csv"].startswith(str(out / ident) + os.sep) and os.path.isfile(row["csv"])
             assert numerai_rules.csv_refusal(row["csv"]) is None, ident  # Numerai's own rules accept it
             assert float(row["peak_mib"]) > 0
+            assert start is None or row["start"] == start, (ident, row)  # forked from a warm template
         else:
             assert row["error"], row
 
@@ -287,7 +288,7 @@ def test_small_round_in_two_environments(tmp_path, api, environments):
     code, err = finish(driver(manifest, out, api, "--timeout", "600"))  # room for a loaded CPU
     assert code == 0, err
     rows, details = report(out)
-    check_outcomes(rows, {"a": ("ok", 0, "py312"), "b": ("ok", 0, "py311")}, out)
+    check_outcomes(rows, {"a": ("ok", 0, "py312"), "b": ("ok", 0, "py311")}, out, start="warm")
     assert api.count("GET", "/live.parquet") == 1 and api.count("GET", "/bench.parquet") == 1
     data = out / round_planning.DATA_FOLDER / DATASET
     assert not os.stat(data).st_mode & 0o222  # read-only for every model
@@ -305,7 +306,7 @@ def test_round_of_thirteen_models(tmp_path, api, s3, environments):
     assert code == 0, err
     rows, details = report(out)
     assert len(rows) >= 12
-    check_outcomes(rows, expected, out)
+    check_outcomes(rows, expected, out, start="warm")  # a template per Python, each one thread
     assert api.count("POST", "/graphql") == 2  # the URL of each file asked once
     assert api.count("GET", "/live.parquet") == 1 and api.count("GET", "/bench.parquet") == 1
     check_uploads(s3, rows, [i for i, e in expected.items() if e[0] == "ok"])
@@ -531,11 +532,15 @@ class RayCluster:
         return subprocess.Popen(ray_command(*map(str, args)), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=dict(os.environ, RAY_DISABLE_IMPORT_WARNING="1"))
 
+    def where(self, command):
+        """``command`` as run where the head is (here: as it is; tests/test_partition.py: in a namespace)."""
+        return command
+
     def alive(self):
         probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
                  "print(sum(1 for n in ray.nodes() if n['Alive']))")
-        done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(self.where([sys.executable, "-c", probe, self.address]), capture_output=True,
+                              text=True, timeout=60)
         return int(done.stdout.strip() or 0)
 
     def wait_for(self, nodes):
@@ -610,7 +615,7 @@ def test_ray_round_and_a_lost_node(tmp_path, api, s3, ray_cluster, live_files, e
     code, err = finish(driver(manifest, out, api, "--ray", ray_cluster.address, "--timeout", "60"))
     assert code == 0, err
     rows, details = report(out)
-    check_outcomes(rows, expected, out)
+    check_outcomes(rows, expected, out, start="warm")  # each Ray worker's own templates
     check_uploads(s3, rows, [i for i, e in expected.items() if e[0] == "ok"])
     nodes = {m["node"] for m in details["models"]}
     assert len(nodes) == 2, details  # both nodes ran models

@@ -122,6 +122,22 @@ def test_the_templates_pages_count_against_the_model(tmp_path, live_files, pickl
         assert "over --max-memory 250 MiB" in rows["big"]["error"]
 
 
+def test_the_runner_has_predict_alone_environment(tmp_path, live_files, monkeypatch):
+    """The runner forked from a template gets the driver's environment, as predict.py alone does (the
+    template holds only the model's scrubbed one): here the test's short retry budget, so an upload that
+    keeps failing gives up within seconds (exit 61, the CSV kept), not after Numerai's 6 x 40 s."""
+    upload = ScriptedServer()
+    upload.route("/upload", *[(503, b"busy")] * 50)
+    monkeypatch.setenv("NUMERAI_PREDICT_RETRY_SECONDS", "4")
+    model = os.path.join(MODELS, f"model_3_{MINOR}.pkl")
+    manifest = write_manifest(tmp_path / "m.csv", [["a", model, upload.url + "/upload", "key=a.csv", HERE]])
+    code, err, rows = run_round(manifest, tmp_path / "out", live_files, timeout=120)
+    upload.close()
+    assert code == 0, err
+    assert (rows["a"]["exit_code"], rows["a"]["upload"], rows["a"]["start"]) == ("61", "failed", "warm"), rows["a"]
+    assert os.path.isfile(rows["a"]["csv"])  # kept, to upload by hand
+
+
 # ---- hostile models through one template -----------------------------------------
 
 
@@ -142,7 +158,8 @@ def test_hostile_models_through_a_warm_template_reach_nothing(tmp_path, live_fil
         port = listener.getsockname()[1]
         hostile = {
             "network": (hostile_models.connects(port), "answer 0"),
-            "memory_scan": (hostile_models.scans_memory([f"policy=[p]{m}" for m in markers]), "answer 0"),
+            "memory_scan": (hostile_models.scans_memory([f"policy=[p]{m}" for m in markers] + [f"[s]{markers[0]}"]),
+                            "answer 0"),
             "environment": (hostile_models.reads_environment(["NUMERAI_SECRET_KEY"]), "answer 0"),
             "writes": (hostile_models.writes(str(outside)), "answer 0"),
             "grandchild": (hostile_models.sleeps_with_grandchild, "32"),

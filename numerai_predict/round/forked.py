@@ -54,6 +54,8 @@ def run_request(request: dict[str, Any], fds: list[int], model: int, channel: so
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.chdir(str(request["cwd"]))  # the model's folder, as predict.py's own
+    os.environ.clear()
+    os.environ.update(request["env"])  # the driver's, as predict.py alone gets it (the model's is scrubbed)
     cpu = request.get("cpu")
     if isinstance(cpu, int):
         for pid in (0, model):

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,7 @@ from numerai_predict.round.worker import locked, run_model
 from numerai_predict.values import parse_size
 
 log = logging.getLogger("numerai_predict.round")
+NODE_CHECK_SECONDS = 2.0  # how often the driver asks which nodes the GCS declared dead
 
 
 def ray_task(job: Job, data: list[Any], ledger: Any) -> Outcome:
@@ -26,8 +28,8 @@ def ray_task(job: Job, data: list[Any], ledger: Any) -> Outcome:
     run_model. Model failures are returned; only a lost worker or node makes Ray retry it."""
     import ray
 
-    attempt = int(ray.get(ledger.start.remote(job.id)))
     node = ray.get_runtime_context().get_node_id()
+    attempt = int(ray.get(ledger.start.remote(job.id, node)))
     paths = []
     for path, size, ref in data:
         if not (os.path.isfile(path) and os.path.getsize(path) == size):  # this node does not see the driver's
@@ -56,8 +58,13 @@ def worker_templates(job: Job) -> Templates | None:
         return None
     key = (job.features, job.benchmarks)
     if key not in TEMPLATES:
-        TEMPLATES[key] = Templates(job.features, job.benchmarks, tempfile.mkdtemp(prefix="numerai-predict-warm-"),
-                                   end_with_driver=job.die_with_parent)
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix="numerai-predict-warm-")
+        TEMPLATES[key] = Templates(job.features, job.benchmarks, folder, end_with_driver=job.die_with_parent)
+        atexit.register(shutil.rmtree, folder, True)  # after the templates' own close (registered later)
+        atexit.register(TEMPLATES[key].close)
     return TEMPLATES[key]
 
 
@@ -80,10 +87,15 @@ class Ledger:
 
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
+        self.where: dict[str, str] = {}  # model id -> the node of its latest attempt
 
-    def start(self, ident: str) -> int:
+    def start(self, ident: str, node: str = "") -> int:
         self.attempts[ident] = self.attempts.get(ident, 0) + 1
+        self.where[ident] = node
         return self.attempts[ident]
+
+    def nodes(self) -> dict[str, str]:
+        return dict(self.where)
 
 
 class RayBackend:
@@ -121,16 +133,24 @@ class RayBackend:
                 data.append((path, os.path.getsize(path), [ray.put(handle.read())]))
         by_path = {path: (path, size, ref) for path, size, ref in data}
         task = ray.remote(ray_task)
-        pending = {}
-        for job in jobs:
+
+        def submit(job: Job) -> Any:
             memory = parse_size(job.max_memory, "--max-memory")
-            ref = task.options(num_cpus=1, memory=memory or None, max_retries=retries, retry_exceptions=False,
-                               name=f"model {job.id}").remote(
+            return task.options(num_cpus=1, memory=memory or None, max_retries=retries, retry_exceptions=False,
+                                name=f"model {job.id}").remote(
                 job, [by_path[job.features], by_path[job.benchmarks]], ledger)
-            pending[ref] = job
+
+        pending = {submit(job): job for job in jobs}
+        moved: dict[str, int] = {}
         outcomes = []
+        checked = time.monotonic()
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=NODE_CHECK_SECONDS)
+            if time.monotonic() - checked >= NODE_CHECK_SECONDS:
+                self.move_off_dead_nodes(pending, ledger, submit, moved, retries)
+                checked = time.monotonic()
+            if not ready or ready[0] not in pending:
+                continue
             job = pending.pop(ready[0])
             try:
                 outcome = ray.get(ready[0])
@@ -143,6 +163,24 @@ class RayBackend:
             outcomes.append(outcome)
             done(outcome)
         return outcomes
+
+    def move_off_dead_nodes(self, pending: dict[Any, Job], ledger: Any, submit: Callable[[Job], Any],
+                            moved: dict[str, int], retries: int) -> None:
+        """A node cut off (not killed) keeps its tasks' calls open, so Ray waits for them; the GCS has
+        declared it dead: its models run again elsewhere, within --retries (the folder's lock and
+        state keep a model delivered before from running or uploading twice)."""
+        dead = {n["NodeID"] for n in self.ray.nodes() if not n.get("Alive")}
+        if not dead:
+            return
+        where = self.ray.get(ledger.nodes.remote())
+        for ref, job in list(pending.items()):
+            if where.get(job.id) in dead and moved.get(job.id, 0) < retries:
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)  # never retried by Ray as well
+                del pending[ref]
+                moved[job.id] = moved.get(job.id, 0) + 1
+                log.warning("model %s: node %s stopped answering; running it on another", job.id, where[job.id][:8])
+                pending[submit(job)] = job
 
     @staticmethod
     def keep_csv(job: Job, outcome: Outcome) -> None:

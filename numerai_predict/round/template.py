@@ -69,7 +69,11 @@ def serve(path: str, features: str, benchmarks: str, libraries: list[str]) -> in
     listener.bind(path)
     listener.listen(64)
     say(sys.stdout, ready=True, libraries=imported)
-    Server(listener, end_with_driver).loop()
+    try:
+        Server(listener, end_with_driver).loop()
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)  # its driver may be gone without a word
     return 0
 
 

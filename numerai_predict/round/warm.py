@@ -113,7 +113,9 @@ class Template:
                 return f"the template is gone ({exc.strerror or exc})"
             if "cold" in answer or "started" not in answer:
                 return str(answer.get("cold") or "the template did not answer")
-            request = {"argv": argv, "post_data": post_data, "cpu": cpu, "cwd": cwd}
+            # The runner's environment is predict.py alone's (proxies, retry budgets, credentials): it
+            # reaches the runner after the model's process was forked, never the template.
+            request = {"argv": argv, "post_data": post_data, "cpu": cpu, "cwd": cwd, "env": dict(os.environ)}
             socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
             return self.wait(conn, token, limit, cancelled)
 
