@@ -36,8 +36,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (bench.py's data, models, floor and measure, beside this file)
+import bench  # bench.py's data, models, floor and measure: beside this script, so on its path
 
 ROOT = bench.ROOT
 FRAMEWORKS = ("lightgbm-participant", "xgboost", "torch", "keras")
