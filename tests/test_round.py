@@ -262,7 +262,7 @@ def check_outcomes(rows, expected, out, start=None):
             assert row["csv"].startswith(str(out / ident) + os.sep) and os.path.isfile(row["csv"])
             assert numerai_rules.csv_refusal(row["csv"]) is None, ident  # Numerai's own rules accept it
             assert float(row["peak_mib"]) > 0
-            assert start is None or row["start"] == start, (ident, row)  # forked from a warm template
+            assert start is None or row["start"].startswith(start), (ident, row)  # forked from a warm template
         else:
             assert row["error"], row
 
@@ -302,7 +302,7 @@ def test_round_of_thirteen_models(tmp_path, api, s3, environments):
     environments(*ALL_ENVIRONMENTS)
     manifest, expected = round_models(tmp_path, s3[1])
     out = tmp_path / "out"
-    code, err = finish(driver(manifest, out, api, "--workers", "2", "--timeout", "60"))
+    code, err = finish(driver(manifest, out, api, "--workers", "2", "--timeout", "45"))  # well below sleeps's 60 s
     assert code == 0, err
     rows, details = report(out)
     assert len(rows) >= 12

@@ -63,7 +63,7 @@ def serve(path: str, features: str, benchmarks: str, libraries: list[str]) -> in
     threads = thread_names()
     if len(threads) > 1:
         say(sys.stdout, cold=f"the template runs {len(threads)} threads ({', '.join(threads)}) after importing "
-            f"{', '.join(imported) or 'the stack'}")
+            f"{', '.join(imported) or 'the stack'}", threads=len(threads))
         return 0
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

@@ -78,6 +78,7 @@ class Template:
         with open(self.log_path, "wb") as output:
             command = [python, "-m", "numerai_predict.round.template", self.path, features, benchmarks,
                        *(["--end-with-driver"] if end_with_driver else []), *libraries]
+            self.threaded = False  # more than one thread after its imports (it said so)
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                                          env=env, start_new_session=True)
         self.cold = self.handshake()
@@ -96,6 +97,7 @@ class Template:
         if isinstance(answer, dict) and answer.get("ready"):
             return ""
         if isinstance(answer, dict) and answer.get("cold"):
+            self.threaded = bool(answer.get("threads"))
             return str(answer["cold"])
         return f"the template did not start (see {self.log_path})"
 
@@ -169,13 +171,23 @@ class Templates:
         self.started: dict[tuple[str, tuple[str, ...]], Template] = {}
         self.lock = threading.Lock()
 
-    def get(self, python: str, model: str) -> Template:
-        key = (python, libraries_of(model))
+    def get(self, python: str, model: str) -> tuple[Template, str]:
+        """The template for this pickle, and how its models start: "warm", or warm from the stack
+        alone when importing its libraries starts threads (polars' pools, under catboost): the
+        model's process imports them itself, after its fork and confinement, as predict.py's does."""
+        libraries = libraries_of(model)
         with self.lock:  # one start per key, even with every worker asking at once
-            if key not in self.started:
-                self.started[key] = Template(python, self.features, self.benchmarks, key[1], self.folder,
-                                             self.end_with_driver)
-            return self.started[key]
+            template = self.start(python, libraries)
+            if template.threaded and libraries:
+                stack = self.start(python, ())  # if it too is not one thread, its reason is the one to give
+                return stack, f"warm (without {', '.join(libraries)}: {template.cold})"
+            return template, "warm"
+
+    def start(self, python: str, libraries: tuple[str, ...]) -> Template:
+        if (python, libraries) not in self.started:
+            self.started[(python, libraries)] = Template(python, self.features, self.benchmarks, libraries,
+                                                         self.folder, self.end_with_driver)
+        return self.started[(python, libraries)]
 
     def close(self) -> None:
         for template in self.started.values():

@@ -162,10 +162,10 @@ def launch(job: Job, python: str, report_path: str, log_path: str, lock: int, cp
            else "cold (no template on this worker)" if templates is None else "")
     if not why and templates is not None:
         argv = predict_command(job, python, report_path)[1 + len(RUNNER):]
-        template = templates.get(python, job.model)
+        template, how = templates.get(python, job.model)
         ran = template.cold or run_in(template, argv, job, log_path, lock, cpu, limit, cancelled)
         if not isinstance(ran, str):
-            return (*ran, "warm")
+            return (*ran, how)
         why = f"cold ({ran})"
     with open(log_path, "wb") as output:
         try:
