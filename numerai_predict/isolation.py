@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import select
 import signal
 import socket
 import struct
@@ -183,9 +184,19 @@ def own_processes() -> str:
     process that goes on: other processes, their command lines and environments are out of its sight,
     it has no controlling terminal, and all it leaves dies with it. Both processes left behind only
     wait and end as it ended; they never run model code."""
+    above, held = os.pipe()  # held open by the process above as long as it lives
     child = os.fork()
     if child:
+        os.close(above)
         mirror(child, from_init=True)
+    # The namespace's init dies with the process above it (its runner, or a warm template, killed),
+    # and the namespace with it; checked after the call, in case that process died before it (its
+    # pid is not visible from here: the pipe's end says).
+    os.close(held)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([above], [], [], 0)[0]:
+        os._exit(1)
+    os.close(above)
     try:
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         proc = "own PID namespace and /proc"
@@ -530,12 +541,15 @@ def private_shm_bytes(pid: int) -> int:
 class Watchdog:
     """The model's process tree: its peak memory, --max-memory, and its end."""
 
-    def __init__(self, root: int, max_memory: int):
+    def __init__(self, root: int, max_memory: int, confined: bool = True):
         self.runner, self.root, self.max_memory = os.getpid(), root, max_memory
         self.peak = 0
         self.exceeded = False
         self.waiters: dict[int, int] = {}  # pid -> its own bytes, last read
         self.samples = 0
+        # Confined, the model cannot make namespaces (seccomp): a PID namespace's first process below the
+        # root is the confinement's, and the two only wait. Without isolation the model could fake one.
+        self.namespaced = confined
         self.was_subreaper = subreaper(True)
         # Walking the tree's children files costs what the tree is; scanning all of /proc, what the
         # machine runs (2.4 ms a poll among 75 processes here, ten times a second).
@@ -586,7 +600,8 @@ class Watchdog:
         """Measure the tree once (also when the model speaks: a quick model ends between polls);
         False once it was over --max-memory and killed."""
         pids = list(self.table())
-        waiting = waiting_ancestors(self.root)
+        self.samples += 1
+        waiting = waiting_ancestors(self.root) if self.namespaced else set()
         used = sum(self.private(pid) if pid in waiting else resident_bytes(pid) for pid in pids) \
             + private_shm_bytes(self.root) + memfd_bytes(pids)
         self.peak = max(self.peak, used)
@@ -599,7 +614,6 @@ class Watchdog:
     def private(self, pid: int) -> int:
         """A waiting ancestor's own pages (what it wrote since it was forked), read every
         WAITER_SAMPLES samples: smaps_rollup walks every page (2 ms for a warm template's fork)."""
-        self.samples += 1
         if pid not in self.waiters or self.samples % WAITER_SAMPLES == 0:
             self.waiters[pid] = private_bytes(pid)
         return self.waiters[pid]

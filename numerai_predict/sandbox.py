@@ -105,7 +105,7 @@ class ModelProcess:
         assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
         self.requests, self.replies = self.proc.stdin, self.proc.stdout
         self.pending = bytearray()  # bytes read from the child past its last whole line
-        self.watchdog = Watchdog(self.proc.pid, limits.max_memory)
+        self.watchdog = Watchdog(self.proc.pid, limits.max_memory, confined=limits.isolate)
         self.limits = limits
         self.timeout = limits.timeout
         self.started = time.monotonic()
@@ -185,7 +185,8 @@ class ModelProcess:
         may be forged; only model-level errors are taken from it (errors.error_from_name), and the runner
         checks the predictions again."""
         line = self.read_line(FIRST_MESSAGE_CAP if trusted else MESSAGE_CAP)
-        self.watchdog.sample()
+        if not self.watchdog.sample():  # over --max-memory as it spoke: killed, whatever it said
+            raise ModelMemoryError(self.memory_message())
         try:
             message = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -453,10 +453,15 @@ def attacks_its_template(pattern):
             return attempt
 
         results = [tried(live_features, "UNIX", connect(path)).iloc[0, 0] for path in glob.glob(pattern)]
-        try:
-            os.kill(-1, signal.SIGKILL)  # every process it may signal, but itself
-        except OSError as exc:
-            print(f"KILL {exc!r}", file=sys.stderr, flush=True)
+        with open("/proc/1/cmdline", "rb") as handle:  # its namespace's first process: a Python mirror
+            own_namespace = os.getppid() == 1 and b"python" in handle.read()
+        if own_namespace:  # only there: outside a PID namespace of its own, as root, it kills the machine
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process it may signal, but itself
+            except OSError as exc:
+                print(f"KILL {exc!r}", file=sys.stderr, flush=True)
+        else:
+            results.append(1)  # not in a PID namespace: the confinement failed
         results += [tried(live_features, "PTRACE", ptrace(pid)).iloc[0, 0] for pid in {os.getppid(), 1}]
         print(f"ATTACKS {len(results)} tried, {int(sum(results))} succeeded", file=sys.stderr, flush=True)
         return answer(live_features, bool(sum(results)) or not results)

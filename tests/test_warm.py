@@ -88,6 +88,27 @@ def test_warm_models_give_predict_alone_csvs(tmp_path, live_files, lightgbm_pick
     cold_code, cold_err, cold = run_round(manifest, tmp_path / "cold", live_files, "--cold")
     assert cold_code == 0, cold_err
     assert {row["start"] for row in cold.values()} == {"cold (--cold)"}
+    for ident in models:  # charged what it would hold cold: not its two waiting ancestors' pages again
+        assert float(rows[ident]["peak_mib"]) <= 1.3 * float(cold[ident]["peak_mib"]) + 40, (rows[ident], cold[ident])
+
+
+def test_the_template_reads_the_data_as_predict_alone(live_files):
+    """The template reads Parquet without pyarrow's thread pools (read_table starts them even with
+    use_threads=False); the frames are pandas' own read_parquet's: values, dtypes, index."""
+    import pandas as pd
+
+    from numerai_predict import sandbox
+    from numerai_predict.round import template
+
+    sandbox.PRELOADED.clear()
+    try:
+        template.preload(live_files["features"], live_files["benchmarks"], [])
+        for path in (live_files["features"], live_files["benchmarks"]):
+            warm, cold = sandbox.PRELOADED[os.path.realpath(path)], pd.read_parquet(path)
+            pd.testing.assert_frame_equal(warm, cold, check_exact=True)
+            assert warm.index.dtype == cold.index.dtype and list(warm.dtypes) == list(cold.dtypes)
+    finally:
+        sandbox.PRELOADED.clear()
 
 
 @pytest.mark.parametrize("threads_from", ["library", "stack"])
@@ -143,6 +164,7 @@ def test_the_runner_has_predict_alone_environment(tmp_path, live_files, monkeypa
     upload.close()
     assert code == 0, err
     assert (rows["a"]["exit_code"], rows["a"]["upload"], rows["a"]["start"]) == ("61", "failed", "warm"), rows["a"]
+    assert "retry budget 4 s" in (tmp_path / "out" / "a" / "predict.log").read_text()  # not Numerai's 40 s
     assert os.path.isfile(rows["a"]["csv"])  # kept, to upload by hand
 
 

@@ -17,32 +17,57 @@ from typing import IO, Any
 
 from numerai_predict.round.template import LINE_CAP
 
+REQUEST_CAP = 16 << 20  # a request holds the driver's environment: large, never endless
 
-def runner_main(conn: socket.socket) -> int:
+
+def runner_main(conn: socket.socket, template: int) -> int:
     """The runner of one model: predict.py's main on the request's flags. Returns its exit code."""
-    from numerai_predict.isolation import PR_SET_PDEATHSIG, _prctl
-
     try:
         os.setsid()
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the template gone (the round stopped): so is this
+        die_with(template)  # the template gone (the round stopped): so is this
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         close_all_but(conn.fileno(), 1, 2)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the driver's pipe to the template
         parent_end, child_end = socket.socketpair()
+        runner = os.getpid()
         model = os.fork()  # before this process reads anything of the request
         if model == 0:
             parent_end.close()
-            os._exit(model_main(child_end))
+            os._exit(model_main(child_end, runner))
         child_end.close()
-        line, fds, _, _ = socket.recv_fds(conn, LINE_CAP, 4)
-        request = json.loads(line)
+        request, fds = receive(conn)
         conn.close()
         return run_request(request, fds, model, parent_end)
     except BaseException as exc:  # never back into the template's loop
         with contextlib.suppress(Exception):
             print(f"numerai-predict: the warm runner failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def die_with(parent: int) -> None:
+    """SIGKILL when ``parent`` ends; at once if it already has (before the call could see it)."""
+    from numerai_predict.isolation import PR_SET_PDEATHSIG, _prctl
+
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One JSON line and the descriptors sent with its first bytes, read to its newline."""
+    data, fds, _, _ = socket.recv_fds(sock, LINE_CAP, 4)
+    while data and not data.endswith(b"\n"):
+        if len(data) > REQUEST_CAP:
+            raise ValueError(f"a message over {REQUEST_CAP >> 20} MiB")
+        chunk = sock.recv(LINE_CAP)
+        if not chunk:
+            break
+        data += chunk
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("a message that is not a JSON object")
+    return message, fds
 
 
 def run_request(request: dict[str, Any], fds: list[int], model: int, channel: socket.socket) -> int:
@@ -79,8 +104,10 @@ class ForkedChild:
         self.stdout: IO[bytes] | None = os.fdopen(os.dup(channel.fileno()), "rb")
 
     def start(self, argv: list[str], env: dict[str, str]) -> ForkedChild:
-        """Its argv and environment (sandbox.child_main's), and this runner's stderr as its own."""
-        socket.send_fds(self.channel, [json.dumps({"argv": argv, "env": env}).encode() + b"\n"], [2])
+        """Its argv, environment and working directory (the model's folder, as predict.py's child
+        has), and this runner's stderr as its own."""
+        message = {"argv": argv, "env": env, "cwd": os.getcwd()}
+        socket.send_fds(self.channel, [json.dumps(message).encode() + b"\n"], [2])
         self.channel.close()
         return self
 
@@ -101,20 +128,21 @@ class ForkedChild:
         return self.returncode
 
 
-def model_main(channel: socket.socket) -> int:
+def model_main(channel: socket.socket, runner: int) -> int:
     """The model's process: waits for its argv, then is sandbox.child_main, as predict.py's is."""
     import io
     import tempfile
 
     from numerai_predict import sandbox
-    from numerai_predict.isolation import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, _prctl
+    from numerai_predict.isolation import PR_SET_DUMPABLE, _prctl
 
     try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # its runner gone, so is it
+        die_with(runner)  # its runner gone, so is it
         _prctl(PR_SET_DUMPABLE, 1)  # as an exec'd process is: its runner's watchdog reads its /proc
         close_all_but(channel.fileno(), 2)
-        line, fds, _, _ = socket.recv_fds(channel, LINE_CAP, 1)
-        message = json.loads(line)
+        message, fds = receive(channel)
+        os.chdir(str(message["cwd"]))
+        reseed()
         os.dup2(fds[0], 2)
         os.close(fds[0])
         os.dup2(channel.fileno(), 0)
@@ -130,6 +158,17 @@ def model_main(channel: socket.socket) -> int:
         with contextlib.suppress(Exception):
             print(f"numerai-predict: the warm model process failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def reseed() -> None:
+    """Fresh random states, as a fresh interpreter has: every fork of a template would otherwise draw
+    the same numbers from numpy's and Python's global generators."""
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
 
 
 def close_all_but(*keep: int) -> None:

@@ -133,12 +133,13 @@ class Server:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        template = os.getpid()
         pid = os.fork()
         if pid == 0:
             conn.settimeout(None)
             from numerai_predict.round.forked import runner_main
 
-            os._exit(runner_main(conn))
+            os._exit(runner_main(conn, template))
         token = str(message.get("run"))
         self.runners[pid] = (conn, token)
         self.tokens[token] = pid

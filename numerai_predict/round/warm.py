@@ -118,7 +118,11 @@ class Template:
             # The runner's environment is predict.py alone's (proxies, retry budgets, credentials): it
             # reaches the runner after the model's process was forked, never the template.
             request = {"argv": argv, "post_data": post_data, "cpu": cpu, "cwd": cwd, "env": dict(os.environ)}
-            socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
+            try:
+                socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
+            except OSError as exc:  # the runner died before reading it: nothing of the model ran
+                self.signal(token, "KILL")
+                return f"the template's runner is gone ({exc.strerror or exc})"
             return self.wait(conn, token, limit, cancelled)
 
     def wait(self, conn: socket.socket, token: str, limit: float,
@@ -128,20 +132,23 @@ class Template:
         unreaped child, so no other process can be hit."""
         from numerai_predict.round.worker import STOP_GRACE_SECONDS
 
-        deadline, asked = time.monotonic() + limit, None
+        deadline, asked, killed = time.monotonic() + limit, None, None
         while True:
             answer = read_message(conn, 0.1)
             if "exit" in answer:
                 return int(answer["exit"]), float(answer.get("cpu") or 0.0)
             if answer.get("gone"):
                 return -signal.SIGKILL, 0.0
-            if time.monotonic() > deadline or (cancelled is not None and cancelled.is_set()):
+            now = time.monotonic()
+            if now > deadline or (cancelled is not None and cancelled.is_set()):
                 if asked is None:
-                    asked = time.monotonic()
+                    asked = now
                     self.signal(token, "TERM")
-                elif time.monotonic() > asked + STOP_GRACE_SECONDS:
-                    self.signal(token, "KILL")
-                    asked = time.monotonic() + 3600  # once
+                elif now > asked + STOP_GRACE_SECONDS and (killed is None or now > killed + STOP_GRACE_SECONDS):
+                    if killed is not None and now > asked + 60:  # the template does not answer: give up
+                        return -signal.SIGKILL, 0.0
+                    killed = now
+                    self.signal(token, "KILL")  # again until it ends: a stop request may be lost
 
     def signal(self, token: str, how: str) -> None:
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -169,25 +176,32 @@ class Templates:
         self.end_with_driver = end_with_driver
         os.makedirs(folder, mode=0o700, exist_ok=True)
         self.started: dict[tuple[str, tuple[str, ...]], Template] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the two dicts; each key's own lock, its start
+        self.starting: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
 
     def get(self, python: str, model: str) -> tuple[Template, str]:
         """The template for this pickle, and how its models start: "warm", or warm from the stack
         alone when importing its libraries starts threads (polars' pools, under catboost): the
         model's process imports them itself, after its fork and confinement, as predict.py's does."""
         libraries = libraries_of(model)
-        with self.lock:  # one start per key, even with every worker asking at once
-            template = self.start(python, libraries)
-            if template.threaded and libraries:
-                stack = self.start(python, ())  # if it too is not one thread, its reason is the one to give
-                return stack, f"warm (without {', '.join(libraries)}: {template.cold})"
-            return template, "warm"
+        template = self.start(python, libraries)
+        if template.threaded and libraries:
+            stack = self.start(python, ())  # if it too is not one thread, its reason is the one to give
+            return stack, f"warm (without {', '.join(libraries)}: {template.cold})"
+        return template, "warm"
 
     def start(self, python: str, libraries: tuple[str, ...]) -> Template:
-        if (python, libraries) not in self.started:
-            self.started[(python, libraries)] = Template(python, self.features, self.benchmarks, libraries,
-                                                         self.folder, self.end_with_driver)
-        return self.started[(python, libraries)]
+        """One start per key, even with every worker asking at once; other keys' workers go on."""
+        key = (python, libraries)
+        with self.lock:
+            starting = self.starting.setdefault(key, threading.Lock())
+        with starting:
+            if key not in self.started:
+                template = Template(python, self.features, self.benchmarks, libraries, self.folder,
+                                    self.end_with_driver)
+                with self.lock:
+                    self.started[key] = template
+            return self.started[key]
 
     def close(self) -> None:
         for template in self.started.values():
