@@ -43,7 +43,7 @@ log = logging.getLogger("numerai_predict.round")
 #: these: importing whatever a pickle names would run installed code chosen by the pickle.
 WARM_LIBRARIES = ("sklearn", "lightgbm", "xgboost", "catboost", "scipy", "torch", "tensorflow", "keras",
                   "joblib", "cloudpickle")
-#: Thread pools held at one thread so the template stays one thread (and a model's BLAS as cold).
+#: Thread pools held at one thread so the template stays one thread (its forks keep them: one CPU each).
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "JE_ARROW_MALLOC_CONF": "background_thread:false", "NUMEXPR_NUM_THREADS": "1"}
 START_SECONDS = 180.0  # a template's imports and data, on a loaded machine
