@@ -82,7 +82,8 @@ def test_warm_models_give_predict_alone_csvs(tmp_path, live_files, lightgbm_pick
     assert code == 0, err
     for ident, model in models.items():
         row = rows[ident]
-        assert (row["status"], row["start"]) == ("ok", "warm"), row
+        # warm; a library whose import starts threads (catboost's polars, in py313) is left to the model
+        assert row["status"] == "ok" and row["start"].startswith("warm"), row
         assert csv_bytes(row) == alone(model, live_files, tmp_path / "alone" / ident), ident
         assert float(row["peak_mib"]) > 0  # measured even when the model answers between two polls
     cold_code, cold_err, cold = run_round(manifest, tmp_path / "cold", live_files, "--cold")
