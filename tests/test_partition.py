@@ -190,8 +190,11 @@ def test_a_host_cut_off_mid_round_moves_its_models(tmp_path, live_files, pickle_
     before = posted(upload)
     two_hosts.link(False)
     # Declared dead in ~3 s; its runner's upload gives up within its retry budget (8 s here) and frees
-    # the model's folder (shared by both hosts here), then the other host runs it: all within the cut.
-    time.sleep(45)
+    # the model's folder (shared by both hosts here), then the other host runs and uploads it: the link
+    # stays down until then (about 40 s idle; room for a loaded machine), never restored before.
+    cut_until = time.monotonic() + 240
+    while time.monotonic() < cut_until and not {f"{ident}.csv" for ident in held} <= set(posted(upload)):
+        time.sleep(0.5)
     during = posted(upload)
     two_hosts.link(True)
     _, err = driver.communicate(timeout=600)
