@@ -84,7 +84,7 @@ def run_pool(jobs: list[Job], workers: int, done: Callable[[Outcome], None],
         with guard:
             cpu = free.pop(0) if free else None
         try:
-            return run_model(job, cpu, cancelled, templates if job.warm else None)
+            return run_model(job, cpu, cancelled, templates)
         except Exception as exc:  # a bug of the round, kept to this model
             return Outcome(job.id, "failed", None, job.environment, error=f"round: {type(exc).__name__}: {exc}",
                            round_failure=True)

@@ -158,7 +158,7 @@ class Template:
     def close(self) -> None:
         assert self.proc.stdin is not None
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # the template kills its runners and ends
+            self.proc.stdin.close()  # the template lets its runners end (or kills them: end_with_driver)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -158,9 +158,8 @@ def launch(job: Job, python: str, report_path: str, log_path: str, lock: int, cp
     """predict.py's run of ``job``: forked from its warm template, or (no template, or the template
     cannot fork) started cold. (exit status, CPU-seconds, how it started), or a skipped Outcome."""
     limit = (job.timeout or numerai.TIMEOUT_SECONDS) + GRACE_SECONDS
-    why = ("cold (--cold)" if not job.warm else "cold (in an image)" if job.use_images
-           else "cold (no template on this worker)" if templates is None else "")
-    if not why and templates is not None:
+    why = "cold (--cold)" if not job.warm else "cold (in an image)" if job.use_images else ""
+    if templates is not None and not why:  # both backends give a template to every warm job
         argv = predict_command(job, python, report_path)[1 + len(RUNNER):]
         template, how = templates.get(python, job.model)
         ran = template.cold or run_in(template, argv, job, log_path, lock, cpu, limit, cancelled)
